@@ -1,0 +1,33 @@
+# Two commands: `make demo` (install + run the simulated building) and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+STAMP := $(VENV)/.facmon-installed
+
+.PHONY: demo test lint system-deps
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/facmon demo
+
+# Debian packages the tests start themselves: influxd (InfluxDB 1.6 from Debian) and mosquitto.
+system-deps:
+	@missing=""; \
+	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@pg_isready -q -h 127.0.0.1 -p 5432 || \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: system-deps lint
+	$(VENV)/bin/pytest -q

@@ -1,0 +1,87 @@
+"""The HTTP API: ``create_app`` builds a FastAPI app around a config, a store and tickets.
+
+Nothing is read from the environment or built at import time: the caller passes the tokens
+(config ``api.tokens`` merged with ``FACMON_API_TOKEN``) and a ``status`` callable for
+``/health``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from alerts.tickets import TicketStore
+from api.auth import bearer_auth
+from api.context import Context, utc_now
+from api.errors import ERROR_RESPONSES, ApiError, ErrorResponse, install_error_handlers
+from api.routes import devices, readings, reports
+from api.routes import tickets as ticket_routes
+from config.models import SiteConfig
+from store.base import Store
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    config: SiteConfig,
+    store: Store,
+    tickets: TicketStore,
+    *,
+    tokens: Mapping[str, str] | None = None,
+    status: Callable[[], dict[str, Any]] | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """The facmon API for one site.
+
+    ``tokens`` maps bearer tokens to roles; None takes ``config.api.tokens`` as they are (the
+    caller adds ``FACMON_API_TOKEN``). With no token at all every ``/api`` request is refused.
+    ``status`` adds figures to ``GET /health`` (store up, outbox depth, ...). ``clock`` gives
+    "now" for ages and overdue flags.
+    """
+    if tokens is None:
+        tokens = {t.token.get_secret_value(): t.role for t in config.api.tokens}
+    if not tokens:
+        log.warning("no API token configured: every /api request will be refused (401)")
+    ctx = Context(config, store, tickets, clock)
+
+    app = FastAPI(
+        title="facmon",
+        summary="Building facilities monitor: devices, readings, tickets and energy reports",
+        description=(
+            f"Site **{config.site.name}** ({config.site.id}, {config.site.timezone}). "
+            "Every /api route needs `Authorization: Bearer <token>`. Every error has the shape "
+            '`{"error": {"status", "code", "message", "details"}}`.'
+        ),
+        version="1",
+    )
+    install_error_handlers(app)
+
+    @app.get(
+        "/health",
+        tags=["health"],
+        summary="Liveness and pipeline figures (no authentication)",
+        responses={503: {"model": ErrorResponse, "description": "Status check failed"}},
+    )
+    def health() -> dict[str, Any]:
+        body: dict[str, Any] = {"status": "ok"}
+        if status is not None:
+            try:
+                body.update(status())
+            except Exception:
+                log.exception("health status check failed")
+                raise ApiError(503, "unavailable", "status check failed") from None
+        return body
+
+    api = APIRouter(
+        prefix=API_PREFIX, dependencies=[Depends(bearer_auth(tokens))], responses=ERROR_RESPONSES
+    )
+    for module in (devices, readings, ticket_routes, reports):
+        api.include_router(module.router(ctx))
+    app.include_router(api)
+    return app

@@ -1,0 +1,42 @@
+"""What every route needs: the config, the stores and the clock, built once per app."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from alerts.tickets import TicketStore
+from config.models import Device, SiteConfig
+from store.base import Store
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Context:
+    config: SiteConfig
+    store: Store
+    tickets: TicketStore
+    clock: Callable[[], datetime] = utc_now
+    tz: ZoneInfo = field(init=False)
+    devices: Mapping[str, Device] = field(init=False)
+    buildings: Mapping[str, str] = field(init=False)  # id -> display name
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tz", ZoneInfo(self.config.site.timezone))
+        object.__setattr__(self, "devices", {d.id: d for d in self.config.devices})
+        object.__setattr__(self, "buildings", {b.id: b.name for b in self.config.buildings})
+
+
+def finite(v: float) -> float | None:
+    """JSON has no NaN or infinity: a value that is not a number is reported as null."""
+    return v if math.isfinite(v) else None
+
+
+def age_seconds(now: datetime, t: datetime) -> float:
+    return round((now - t).total_seconds(), 3)

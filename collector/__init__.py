@@ -1,0 +1,29 @@
+"""Device collection: profiles (register maps as data), the codec, read planning, Modbus polling."""
+
+from collector.codec import decode, encode, quality_of
+from collector.modbus import DeviceHealth, ModbusCollector
+from collector.planner import Read, plan
+from collector.profile import (
+    Profile,
+    ProfileError,
+    Register,
+    available_profiles,
+    load_profile,
+    validate_profile,
+)
+
+__all__ = [
+    "DeviceHealth",
+    "ModbusCollector",
+    "Profile",
+    "ProfileError",
+    "Read",
+    "Register",
+    "available_profiles",
+    "decode",
+    "encode",
+    "load_profile",
+    "plan",
+    "quality_of",
+    "validate_profile",
+]

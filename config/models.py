@@ -1,0 +1,317 @@
+"""The site configuration, declared once. Every default lives here.
+
+One YAML file describes a site: its buildings, its devices and where they are, and the blocks
+for storage, the API, alert rules and on-call. ``config.loader`` reads the file, interpolates
+``${ENV}`` secrets and maps validation errors back to file lines.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(v: Any) -> Any:
+    """Accept ``250ms``, ``10s``, ``5m``, ``1h``, ``1d`` or a number of seconds."""
+    if isinstance(v, bool):
+        raise ValueError("expected a duration such as 10s, 5m or 1h")
+    if isinstance(v, int | float):
+        return timedelta(seconds=v)
+    if isinstance(v, str):
+        m = _DURATION.match(v)
+        if not m:
+            raise ValueError(f"expected a duration such as 10s, 5m or 1h, got {v!r}")
+        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    return v
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Ident = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Identifier: letters, digits, '_', '-', '.'; at most 64 characters",
+    ),
+]
+DeviceKind = Literal["power_meter", "elevator", "water_meter", "sensor"]
+Severity = Literal["critical", "major", "minor", "warning", "info"]
+Role = Literal["viewer", "technician", "manager", "admin"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Site(_Model):
+    id: Ident = Field(description="Short identifier of the site, used in tags and topics")
+    name: str = Field(description="Display name, e.g. 'Riverside Plaza' or '滨江广场'")
+    timezone: str = Field(
+        default="Asia/Shanghai",
+        description="IANA time zone for days, tariffs, night windows and on-call handoffs",
+    )
+    currency: str = Field(default="CNY", description="Currency for costs in reports")
+    language: Literal["zh-CN", "en"] = Field(
+        default="zh-CN", description="Default language of messages and reports"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name such as Asia/Shanghai)"
+            ) from None
+        return v
+
+
+class Building(_Model):
+    id: Ident = Field(description="Building identifier, referenced by device locations")
+    name: str = Field(description="Display name of the building")
+    floor_area_m2: float = Field(gt=0, description="Gross floor area in m2, for kWh/m2 figures")
+    floors: int = Field(ge=1, le=300, description="Number of floors above ground")
+    basement_floors: int = Field(default=0, ge=0, le=20, description="Floors below ground")
+
+
+class Location(_Model):
+    building: str = Field(description="Id of a building declared under 'buildings'")
+    floor: str = Field(
+        default="",
+        coerce_numbers_to_str=True,
+        description="Floor label as people say it, e.g. 'B1', '12F' (a bare 12 is read as '12')",
+    )
+    tenant: str | None = Field(default=None, description="Tenant whose use this device meters")
+
+
+class ModbusTcpSource(_Model):
+    type: Literal["modbus_tcp"] = Field(description="Modbus TCP device or gateway")
+    host: str = Field(description="Host name or IP address of the device or gateway")
+    port: int = Field(default=502, ge=1, le=65535, description="TCP port")
+    unit_id: int = Field(default=1, ge=1, le=247, description="Modbus unit (slave) id, 1..247")
+    profile: str = Field(
+        description="Register map: a profile shipped with facmon (e.g. 'generic_power_meter_3p') "
+        "or a path to a profile YAML file"
+    )
+    timeout: Duration = Field(
+        default=timedelta(seconds=1), description="Response timeout for one request"
+    )
+    retries: int = Field(default=1, ge=0, le=5, description="Retries of a failed request")
+
+
+Source = Annotated[ModbusTcpSource, Field(discriminator="type")]
+
+
+class Device(_Model):
+    id: Ident = Field(description="Unique device id; appears in readings, tickets and dashboards")
+    name: str = Field(description="Display name, e.g. '1# 配电柜 总表'")
+    kind: DeviceKind = Field(description="power_meter | elevator | water_meter | sensor")
+    location: Location = Field(description="Where the device is")
+    source: Source = Field(description="How facmon reads the device")
+    poll_interval: Duration = Field(
+        default=timedelta(seconds=10), description="How often the device is read"
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Extra tags stored with every reading"
+    )
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _sane_interval(cls, v: timedelta) -> timedelta:
+        if not timedelta(milliseconds=100) <= v <= timedelta(hours=1):
+            raise ValueError("must be between 100ms and 1h")
+        return v
+
+
+class EmbeddedStorage(_Model):
+    path: Path | None = Field(
+        default=None, description="DuckDB file; default <data_dir>/readings.duckdb"
+    )
+
+
+class InfluxStorage(_Model):
+    url: str = Field(description="Base URL, e.g. http://127.0.0.1:8086")
+    bucket: str = Field(
+        default="facmon",
+        description="Bucket (2.x/3.x) or database (1.x) that readings are written to",
+    )
+    org: str = Field(default="", description="Organisation (2.x); empty for 1.x and 3.x")
+    token: SecretStr | None = Field(
+        default=None, description="API token (2.x/3.x); use ${INFLUX_TOKEN}, never a literal"
+    )
+    username: str | None = Field(default=None, description="User name (1.x with auth)")
+    password: SecretStr | None = Field(default=None, description="Password (1.x), from ${ENV}")
+    timeout: Duration = Field(default=timedelta(seconds=10), description="HTTP request timeout")
+    verify_ssl: bool = Field(default=True, description="Verify the server's TLS certificate")
+
+
+class OutboxSettings(_Model):
+    path: Path | None = Field(
+        default=None, description="SQLite file of the on-disk outbox; default <data_dir>/outbox.db"
+    )
+    max_samples: int = Field(
+        default=5_000_000,
+        ge=1000,
+        description="Bound on queued samples; past it the oldest are dropped "
+        "(counted, logged once)",
+    )
+    batch_size: int = Field(default=5000, ge=1, le=100_000, description="Samples per store write")
+    flush_interval: Duration = Field(
+        default=timedelta(seconds=1), description="Longest a sample waits before a write"
+    )
+    retry_initial: Duration = Field(
+        default=timedelta(seconds=1), description="First back-off after a failed write"
+    )
+    retry_max: Duration = Field(
+        default=timedelta(seconds=30), description="Longest back-off between write attempts"
+    )
+
+
+class Storage(_Model):
+    backend: Literal["embedded", "influxdb"] = Field(
+        default="embedded", description="embedded (local DuckDB file) or influxdb"
+    )
+    embedded: EmbeddedStorage = Field(
+        default_factory=EmbeddedStorage, description="Settings of the embedded store"
+    )
+    influxdb: InfluxStorage | None = Field(
+        default=None, description="Settings of InfluxDB; required when backend is influxdb"
+    )
+    outbox: OutboxSettings = Field(
+        default_factory=OutboxSettings, description="The durable queue in front of the store"
+    )
+
+    @model_validator(mode="after")
+    def _influx_needs_settings(self) -> Storage:
+        if self.backend == "influxdb" and self.influxdb is None:
+            raise ValueError("backend 'influxdb' needs an 'influxdb' block")
+        return self
+
+
+class ApiToken(_Model):
+    name: str = Field(description="Who or what holds the token, for audit logs")
+    token: SecretStr = Field(description="The bearer token; use ${ENV}, never a literal")
+    role: Role = Field(default="viewer", description="viewer | technician | manager | admin")
+
+
+class Api(_Model):
+    host: str = Field(default="127.0.0.1", description="Address the API listens on")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port the API listens on")
+    tokens: list[ApiToken] = Field(
+        default_factory=list,
+        description="Bearer tokens; FACMON_API_TOKEN, when set, adds an admin token",
+    )
+
+
+class Tickets(_Model):
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the ticket database; default sqlite in <data_dir>",
+    )
+
+
+class Selector(_Model):
+    kinds: list[DeviceKind] = Field(default_factory=list, description="Match these device kinds")
+    buildings: list[str] = Field(default_factory=list, description="Match these building ids")
+    devices: list[str] = Field(default_factory=list, description="Match these device ids")
+    tags: dict[str, str] = Field(default_factory=dict, description="Match devices with these tags")
+
+
+class ThresholdRule(_Model):
+    id: Ident = Field(description="Rule id; part of the alert fingerprint")
+    name: str = Field(description="Text shown in alerts and tickets")
+    metric: str = Field(description="Metric the rule watches, e.g. 'fault_code'")
+    select: Selector = Field(default_factory=Selector, description="Devices the rule applies to")
+    above: float | None = Field(default=None, description="Trip when the value exceeds this")
+    below: float | None = Field(default=None, description="Trip when the value falls below this")
+    clear: float | None = Field(
+        default=None, description="Clear level (hysteresis); default: the trip level"
+    )
+    for_: Duration = Field(
+        default=timedelta(0), alias="for", description="Condition must hold this long to fire"
+    )
+    severity: Severity = Field(default="major", description="critical | major | minor | ...")
+    fault_class: str = Field(
+        description="Fault class of the ticket it opens, e.g. 'elevator_fault'"
+    )
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> ThresholdRule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of 'above' or 'below'")
+        # The clear level sits on the normal side of the trip level (hysteresis, A4).
+        if self.clear is not None:
+            if self.above is not None and self.clear > self.above:
+                raise ValueError(f"clear ({self.clear}) must not be above 'above' ({self.above})")
+            if self.below is not None and self.clear < self.below:
+                raise ValueError(f"clear ({self.clear}) must not be below 'below' ({self.below})")
+        return self
+
+
+class Person(_Model):
+    id: Ident = Field(description="Person id, referenced by rotations")
+    name: str = Field(description="Display name")
+    phone: str | None = Field(
+        default=None, coerce_numbers_to_str=True, description="Phone number for SMS/voice"
+    )
+    email: str | None = Field(default=None, description="E-mail address")
+    language: Literal["zh-CN", "en"] | None = Field(
+        default=None, description="Language of messages to this person; default: the site's"
+    )
+
+
+class OnCall(_Model):
+    people: list[Person] = Field(default_factory=list, description="Technicians who can be paged")
+    fallback: str | None = Field(
+        default=None, description="Person id paged when no rotation covers the time"
+    )
+
+
+class SiteConfig(_Model):
+    site: Site = Field(description="The site")
+    buildings: list[Building] = Field(min_length=1, description="Buildings of the site")
+    devices: list[Device] = Field(default_factory=list, description="Devices facmon reads")
+    data_dir: Path = Field(
+        default=Path("facmon-data"),
+        description="Directory for local files; relative to the config file's directory",
+    )
+    storage: Storage = Field(default_factory=Storage, description="Where readings are stored")
+    api: Api = Field(default_factory=Api, description="The HTTP API")
+    tickets: Tickets = Field(default_factory=Tickets, description="The ticket database")
+    rules: list[ThresholdRule] = Field(default_factory=list, description="Alert rules")
+    oncall: OnCall = Field(default_factory=OnCall, description="Who gets paged")
+
+    # Paths with their defaults resolved against data_dir.
+    @property
+    def embedded_path(self) -> Path:
+        return self.storage.embedded.path or self.data_dir / "readings.duckdb"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.storage.outbox.path or self.data_dir / "outbox.db"
+
+    @property
+    def tickets_url(self) -> str:
+        return self.tickets.database_url or f"sqlite:///{self.data_dir / 'tickets.db'}"
+
+    def device(self, device_id: str) -> Device:
+        for d in self.devices:
+            if d.id == device_id:
+                return d
+        raise KeyError(device_id)

@@ -1,0 +1,5 @@
+import sys
+
+from facmon.cli import main
+
+sys.exit(main())

@@ -1,0 +1,209 @@
+"""The ``facmon`` command. Every subcommand explains itself with ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from facmon import __version__
+
+if TYPE_CHECKING:
+    from config import SiteConfig
+
+log = logging.getLogger("facmon")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
+    # pymodbus logs every failed request at ERROR; the collector logs failures once per episode.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from config.loader import check_file, format_problems
+    from facmon.checks import CHECKS
+
+    failed = 0
+    for path in args.files:
+        problems = check_file(path, checks=CHECKS)
+        if problems:
+            failed += 1
+            print(format_problems(problems), file=sys.stderr)
+            n = len(problems)
+            print(f"{path}: {n} problem{'s' if n != 1 else ''}", file=sys.stderr)
+        else:
+            print(f"{path}: OK")
+    return 1 if failed else 0
+
+
+def _cmd_config_sample(args: argparse.Namespace) -> int:
+    from config import sample_config
+
+    sys.stdout.write(sample_config())
+    return 0
+
+
+def _load(path: Path) -> SiteConfig | None:
+    """The config at ``path`` with every check, or None after printing every problem."""
+    from config import ConfigError, load_config
+    from facmon.checks import CHECKS
+
+    try:
+        return load_config(path, checks=CHECKS)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return None
+
+
+def _cmd_influx_init(args: argparse.Namespace) -> int:
+    from store.influx import init_influx
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    if cfg.storage.influxdb is None:
+        print(f"{args.config}: storage.influxdb is not configured", file=sys.stderr)
+        return 2
+    print(init_influx(cfg.storage.influxdb))
+    return 0
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from facmon.runtime import Pipeline, api_tokens, bind_socket
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    tokens, generated = api_tokens(cfg)
+    host = args.host or cfg.api.host
+    port = cfg.api.port if args.port is None else args.port
+    sock = bind_socket(host, port)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        _install_stop(stop)
+        pipeline = Pipeline.build(cfg)
+        print(f"facmon {__version__}: {cfg.site.name}, {len(cfg.devices)} devices")
+        print(f"  API: http://{host}:{sock.getsockname()[1]}  (docs at /docs)")
+        if generated:
+            print(f"  token: {generated}  (no token configured; set FACMON_API_TOKEN)")
+        await pipeline.serve(sock, tokens, stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from facmon.demo import run_demo
+
+    return run_demo(
+        data_dir=Path(args.data_dir),
+        host=args.host,
+        port=args.port,
+        history_days=args.history_days,
+        fault_after=args.fault_after,
+        seed=args.seed,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="facmon",
+        description="facmon: building-facilities monitor. Polls power meters, elevators and "
+        "water meters, stores every sample, opens maintenance tickets on faults and serves "
+        "readings, tickets and reports over an HTTP API.",
+    )
+    p.add_argument("--version", action="version", version=f"facmon {__version__}")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    d = sub.add_parser(
+        "demo",
+        help="run a simulated building end to end (collection, storage, alerts, API)",
+        description="Start a simulated building (Modbus servers on loopback for power meters, "
+        "elevators and water meters), poll it, store every sample in the embedded store, open "
+        "a ticket when the simulator injects an elevator fault, and serve the API. On first "
+        "start it back-fills history so reports have data at once. Ctrl-C stops cleanly.",
+    )
+    d.add_argument("--data-dir", default="facmon-data/demo", help="where the demo keeps its files")
+    d.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
+    d.add_argument("--port", type=int, default=8000, help="API port (default 8000; 0 = any)")
+    d.add_argument(
+        "--history-days", type=int, default=35, help="days of history to back-fill on first start"
+    )
+    d.add_argument(
+        "--fault-after",
+        type=float,
+        default=60.0,
+        help="seconds after start when the simulator injects an elevator fault (default 60)",
+    )
+    d.add_argument("--seed", type=int, default=1, help="simulator random seed")
+    d.set_defaults(func=_cmd_demo)
+
+    r = sub.add_parser(
+        "run",
+        help="run collection, storage, alerts and the API for a site config",
+        description="Poll the devices of CONFIG, write every sample through the durable outbox "
+        "to the configured store, evaluate alert rules and serve the API until SIGINT/SIGTERM.",
+    )
+    r.add_argument("config", type=Path, help="site config YAML")
+    r.add_argument("--host", default=None, help="override api.host")
+    r.add_argument("--port", type=int, default=None, help="override api.port")
+    r.set_defaults(func=_cmd_run)
+
+    c = sub.add_parser("config", help="check a site config or print a sample")
+    csub = c.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    cc = csub.add_parser(
+        "check",
+        help="validate site config files; report every problem with file, line and field",
+        description="Validate site config files and their device profiles. Prints every "
+        "problem as FILE:LINE FIELD: MESSAGE and exits 1 when any file has problems.",
+    )
+    cc.add_argument("files", nargs="+", type=Path, help="site config YAML files")
+    cc.set_defaults(func=_cmd_config_check)
+    cs = csub.add_parser(
+        "sample",
+        help="print a commented sample site config",
+        description="Print a commented sample site config that passes 'facmon config check'.",
+    )
+    cs.set_defaults(func=_cmd_config_sample)
+
+    i = sub.add_parser("influx", help="prepare an InfluxDB target")
+    isub = i.add_subparsers(dest="influx_command", metavar="ACTION", required=True)
+    ii = isub.add_parser(
+        "init",
+        help="create the database (1.x) or bucket + DBRP mapping (2.x)",
+        description="Prepare the InfluxDB named in the config's storage.influxdb block: on 1.x "
+        "create the database, on 2.x create the bucket and the DBRP mapping InfluxQL needs. "
+        "Safe to run again.",
+    )
+    ii.add_argument("--config", required=True, type=Path, help="site config YAML")
+    ii.set_defaults(func=_cmd_influx_init)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Process wiring: device -> collector -> durable writer -> store, with the alert engine on the
+same stream and the API reading from the store and the ticket database.
+
+``Pipeline`` owns the long-lived parts and their shutdown order; the CLI commands (``run`` and
+``demo``) only decide what to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import uvicorn
+
+from alerts import AlertEngine, TicketStore
+from api import create_app
+from collector import ModbusCollector
+from config import SiteConfig
+from store import Reading, Store
+from store.outbox import DurableWriter
+
+log = logging.getLogger("facmon")
+
+
+def open_store(config: SiteConfig) -> Store:
+    """The store the config asks for; the embedded one needs no setup at all."""
+    if config.storage.backend == "influxdb":
+        from store.influx import InfluxStore
+
+        assert config.storage.influxdb is not None  # guaranteed by the model validator
+        return InfluxStore(config.storage.influxdb)
+    from store.embedded import EmbeddedStore
+
+    path = config.embedded_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return EmbeddedStore(path)
+
+
+def api_tokens(
+    config: SiteConfig, env: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], str | None]:
+    """Tokens from the config plus ``FACMON_API_TOKEN`` (admin).
+
+    Returns ``(token -> role, generated)`` where ``generated`` is a fresh admin token made up
+    when no token exists at all, so a newcomer's demo is never left open.
+    """
+    env = os.environ if env is None else env
+    tokens: dict[str, str] = {t.token.get_secret_value(): t.role for t in config.api.tokens}
+    from_env = env.get("FACMON_API_TOKEN", "").strip()
+    if from_env:
+        tokens[from_env] = "admin"
+    generated = None
+    if not tokens:
+        generated = secrets.token_urlsafe(24)
+        tokens[generated] = "admin"
+    return tokens, generated
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the pipeline decides when to stop and in which
+    order (collector first, then the writer flushes, then the stores close)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before starting uvicorn so a taken port is a clear error and port 0 works."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise SystemExit(f"facmon: cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass
+class Pipeline:
+    """Everything a facmon process runs, built from one site config."""
+
+    config: SiteConfig
+    store: Store
+    writer: DurableWriter
+    tickets: TicketStore
+    engine: AlertEngine
+    alert_errors: int = 0
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, config: SiteConfig, store: Store | None = None) -> Pipeline:
+        store = store or open_store(config)
+        config.outbox_path.parent.mkdir(parents=True, exist_ok=True)
+        writer = DurableWriter(store, config.outbox_path, config.storage.outbox)
+        tickets = TicketStore(config.tickets_url)
+        engine = AlertEngine(config, tickets)
+        return cls(config, store, writer, tickets, engine)
+
+    def ingest(self, readings: Sequence[Reading]) -> None:
+        """The one entry point for samples: durable first, then the alert engine."""
+        if not readings:
+            return
+        self.writer.put(readings)
+        try:
+            self.engine.evaluate(readings, now=datetime.now(UTC))
+        except Exception:
+            # A broken rule or ticket database must not stop collection; the samples are safe.
+            self.alert_errors += 1
+            log.exception("alert evaluation failed; samples are stored, alerts may lag")
+
+    def status(self) -> dict[str, Any]:
+        s = self.writer.stats
+        return {
+            "store": {
+                "backend": self.config.storage.backend,
+                "up": s.store_up,
+                "written": s.written,
+                "outbox_depth": s.depth,
+                "dropped_overflow": s.dropped_overflow,
+                "dropped_rejected": s.dropped_rejected,
+                "last_error": s.last_error,
+            },
+            "alerts": {"evaluation_errors": self.alert_errors},
+        }
+
+    async def serve(
+        self,
+        sock: socket.socket,
+        tokens: Mapping[str, str],
+        stop: asyncio.Event,
+        extra: Sequence[asyncio.Task[Any]] = (),
+    ) -> None:
+        """Collect, evaluate and serve until ``stop`` is set; then shut down in order."""
+        self.writer.start()
+        collector = ModbusCollector(self.config.devices, self.ingest, site_id=self.config.site.id)
+        app = create_app(self.config, self.store, self.tickets, tokens=tokens, status=self.status)
+        server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+        tasks = [
+            asyncio.create_task(collector.run(), name="collector"),
+            asyncio.create_task(server.serve(sockets=[sock]), name="api"),
+            *extra,
+        ]
+        try:
+            await stop.wait()
+        finally:
+            server.should_exit = True
+            for t in tasks:
+                if t.get_name() != "api":
+                    t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.close()
+
+    def close(self) -> None:
+        self.writer.close()
+        self.store.close()
+        self.tickets.close()
+        log.info("stopped; %d samples written this run", self.writer.stats.written)

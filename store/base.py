@@ -1,0 +1,189 @@
+"""The store interface: writes, and the few query primitives every report is built from.
+
+A backend implements ``write``, ``aggregate``, ``latest``, ``series`` and ``last_before``;
+``counter_delta`` and ``state_durations`` are computed here, once, from ``series`` and
+``last_before`` so that glitch, rollover and coverage rules are identical on every backend
+(``tests/store/test_contract.py`` runs unchanged against each one).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from store.counters import CounterWindow, counter_windows
+from store.reading import Reading
+from store.states import StateWindow, state_windows
+
+Aggregate = Literal["mean", "min", "max", "last"]
+AGGREGATES: tuple[Aggregate, ...] = ("mean", "min", "max", "last")
+
+Point = tuple[datetime, float]
+
+
+class StoreError(Exception):
+    """A write or query failed. ``retryable`` tells the outbox whether to keep the batch."""
+
+    retryable: bool = False
+
+
+class RetryableStoreError(StoreError):
+    """The store is unreachable or overloaded (refused, timeout, 5xx, 429): try again later."""
+
+    retryable = True
+
+
+class RejectedPointsError(StoreError):
+    """The store refused the content of a batch (400/422): retrying the same batch cannot help.
+
+    The outbox splits such a batch to isolate the offending points and drops only those.
+    """
+
+    retryable = False
+
+
+@dataclass(frozen=True, slots=True)
+class WindowValue:
+    """Aggregate of one metric of one device over ``[start, start + every)``."""
+
+    device: str
+    start: datetime
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """Half-open windows ``[start, end)`` of length ``every``; the last is clipped to ``end``."""
+
+    start: datetime
+    end: datetime
+    every: timedelta
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("window bounds must be timezone-aware")
+        if self.end <= self.start:
+            raise ValueError("window end must be after its start")
+        if self.every <= timedelta(0):
+            raise ValueError("window length must be positive")
+
+    def bounds(self) -> list[tuple[datetime, datetime]]:
+        out: list[tuple[datetime, datetime]] = []
+        t = self.start
+        while t < self.end:
+            nxt = min(t + self.every, self.end)
+            out.append((t, nxt))
+            t = nxt
+        return out
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """Counters a backend exposes for health reporting."""
+
+    written: int = 0
+    write_calls: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Store(abc.ABC):
+    """A time-series store of :class:`Reading` records."""
+
+    stats: StoreStats
+
+    # -- writes -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def write(self, readings: Sequence[Reading]) -> None:
+        """Store a batch. Idempotent on ``Reading.key``: a replayed batch adds nothing.
+
+        Raises :class:`RetryableStoreError` or :class:`RejectedPointsError`.
+        """
+
+    # -- backend query primitives -----------------------------------------------------------
+    @abc.abstractmethod
+    def aggregate(
+        self,
+        metric: str,
+        windows: Windows,
+        fn: Aggregate,
+        devices: Sequence[str] | None = None,
+    ) -> list[WindowValue]:
+        """``fn`` of the non-BAD values per device and window; empty windows are omitted.
+
+        Sorted by device, then window start.
+        """
+
+    @abc.abstractmethod
+    def latest(
+        self,
+        devices: Sequence[str] | None = None,
+        metrics: Sequence[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[Reading]:
+        """The most recent reading (any quality) per device and metric, sorted by both."""
+
+    @abc.abstractmethod
+    def series(
+        self,
+        metric: str,
+        start: datetime,
+        end: datetime,
+        devices: Sequence[str] | None = None,
+    ) -> dict[str, list[Point]]:
+        """Raw non-BAD points in ``[start, end)`` per device, in time order."""
+
+    @abc.abstractmethod
+    def last_before(
+        self, metric: str, t: datetime, devices: Sequence[str] | None = None
+    ) -> dict[str, Point]:
+        """The last non-BAD point strictly before ``t`` per device."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release files and connections."""
+
+    # -- primitives computed once for every backend -----------------------------------------
+    def counter_delta(
+        self,
+        metric: str,
+        windows: Windows,
+        devices: Sequence[str] | None = None,
+        rollover: float | None = None,
+        lookback: timedelta = timedelta(days=1),
+    ) -> list[CounterWindow]:
+        """Use of a cumulative counter per device and window (see ``store.counters``).
+
+        ``lookback`` before and after the windows is read as ordinary data: the samples before
+        the start anchor the first window (a lone anchor could itself be a glitch) and the
+        ones after the end let a glitch at the edge be recognised.
+        """
+        pts = self.series(metric, windows.start - lookback, windows.end + lookback, devices)
+        bounds = windows.bounds()
+        out: list[CounterWindow] = []
+        for device in sorted(pts):
+            out.extend(counter_windows(device, pts[device], bounds, rollover=rollover))
+        return out
+
+    def state_durations(
+        self,
+        metric: str,
+        windows: Windows,
+        gap_tolerance: timedelta,
+        devices: Sequence[str] | None = None,
+    ) -> list[StateWindow]:
+        """Seconds spent in each state value per device and window; uncovered time is unknown.
+
+        Every sample holds its value until the next sample, for at most ``gap_tolerance``.
+        Devices with no sample that covers any window are omitted (unknown throughout).
+        """
+        pts = self.series(metric, windows.start, windows.end, devices)
+        for device, p in self.last_before(metric, windows.start, devices).items():
+            if p[0] >= windows.start - gap_tolerance:
+                pts.setdefault(device, []).insert(0, p)
+        out: list[StateWindow] = []
+        for device in sorted(pts):
+            out.extend(state_windows(device, pts[device], windows.bounds(), gap_tolerance))
+        return out

@@ -1,0 +1,3 @@
+"""Fixtures shared across the suite live in tests/fixtures/ and are loaded here as plugins."""
+
+pytest_plugins = ["tests.fixtures.influxd"]
