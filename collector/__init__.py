@@ -11,6 +11,7 @@ from collector.profile import (
     load_profile,
     validate_profile,
 )
+from collector.tags import device_tags
 
 __all__ = [
     "DeviceHealth",
@@ -21,6 +22,7 @@ __all__ = [
     "Register",
     "available_profiles",
     "decode",
+    "device_tags",
     "encode",
     "load_profile",
     "plan",

@@ -29,6 +29,7 @@ from pymodbus.exceptions import ModbusException, ModbusIOException
 from collector.codec import decode_raw, quality_of, scaled
 from collector.planner import Read, plan
 from collector.profile import Profile, ProfileError, load_profile
+from collector.tags import device_tags
 from config.models import Device
 from store.reading import Quality, Reading
 
@@ -151,6 +152,7 @@ class DeviceHealth:
     polls: int = 0
     down_since: datetime | None = None
     last_error: str | None = None
+    invalid_values: int = 0  # NaN/inf decoded: no store can hold them, so they are counted
 
 
 class _Connection:
@@ -307,7 +309,7 @@ class ModbusCollector:
                 profile=profile,
                 reads=plan(regs, max_gap=max_gap),
                 conn=conn,
-                tags=MappingProxyType(self._tags(dev)),
+                tags=MappingProxyType(device_tags(self._site_id, dev)),
                 interval=dev.poll_interval.total_seconds(),
                 timeout=src.timeout.total_seconds(),
                 retries=src.retries,
@@ -320,18 +322,6 @@ class ModbusCollector:
                 p = self._pollers[dev.id]
                 p.offset = p.interval * i / len(group)
 
-    def _tags(self, dev: Device) -> dict[str, str]:
-        # Location tags are set last: a device tag cannot relabel where the device is.
-        # Empty floor/tenant are left out (empty tag values are invalid in InfluxDB).
-        tags = dict(dev.tags)
-        tags["site"] = self._site_id
-        tags["building"] = dev.location.building
-        if dev.location.floor:
-            tags["floor"] = dev.location.floor
-        tags["kind"] = dev.kind
-        if dev.location.tenant:
-            tags["tenant"] = dev.location.tenant
-        return tags
 
     @property
     def device_ids(self) -> list[str]:
@@ -499,6 +489,17 @@ class ModbusCollector:
                     p.device.id,
                     reg.metric,
                     exc,
+                )
+                continue
+            if not math.isfinite(value):
+                p.health.invalid_values += 1
+                self._report_once(
+                    p,
+                    ("nonfinite", reg.metric),
+                    "device %s: %r decoded to %s; not stored (counted in invalid_values)",
+                    p.device.id,
+                    reg.metric,
+                    value,
                 )
                 continue
             out.append(Reading(t, p.device.id, reg.metric, value, reg.unit, quality, p.tags))

@@ -52,6 +52,9 @@ Ident = Annotated[
 DeviceKind = Literal["power_meter", "elevator", "water_meter", "sensor"]
 Severity = Literal["critical", "major", "minor", "warning", "info"]
 Role = Literal["viewer", "technician", "manager", "admin"]
+RESERVED_TAGS = frozenset(
+    {"device", "unit", "value", "quality", "time", "site", "building", "floor", "kind", "tenant"}
+)
 
 
 class _Model(BaseModel):
@@ -130,6 +133,21 @@ class Device(_Model):
     tags: dict[str, str] = Field(
         default_factory=dict, description="Extra tags stored with every reading"
     )
+
+    @field_validator("tags")
+    @classmethod
+    def _no_reserved_tags(cls, v: dict[str, str]) -> dict[str, str]:
+        # These names carry the reading's identity or location in every store.
+        bad = sorted(set(v) & RESERVED_TAGS)
+        if bad:
+            raise ValueError(
+                f"tag name(s) {', '.join(bad)} are reserved "
+                f"({', '.join(sorted(RESERVED_TAGS))})"
+            )
+        empty = sorted(k for k, val in v.items() if not val)
+        if empty:
+            raise ValueError(f"tag(s) {', '.join(empty)} have an empty value")
+        return v
 
     @field_validator("poll_interval")
     @classmethod

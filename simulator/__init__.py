@@ -10,7 +10,7 @@ reporting imports it.
 
 from pathlib import Path
 
-from simulator.building import SimulatedBuilding, default_params, device_tags, with_ports
+from simulator.building import SimulatedBuilding, default_params, with_ports
 from simulator.models import (
     ElevatorParams,
     LeakEpisode,
@@ -28,6 +28,5 @@ __all__ = [
     "SimulatedBuilding",
     "WaterMeterParams",
     "default_params",
-    "device_tags",
     "with_ports",
 ]

@@ -37,6 +37,7 @@ from pymodbus.simulator.simutils import SimUtils
 
 from collector.codec import decode, encode
 from collector.profile import BIT_TABLES, TYPE_WORDS, Profile, Register, load_profile
+from collector.tags import device_tags
 from config.models import Building, Device, SiteConfig
 from simulator.models import (
     DeviceModel,
@@ -56,7 +57,6 @@ __all__ = [
     "ModelParams",
     "SimulatedBuilding",
     "default_params",
-    "device_tags",
     "roundtrip",
     "with_ports",
 ]
@@ -76,20 +76,6 @@ _LEAK_M3H = 0.3
 
 _TABLE_OF_FC = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
 _TABLE_SLOTS = ("coil", "discrete", "holding", "input")  # order of SimDevice's block tuple
-
-
-def device_tags(config: SiteConfig, device: Device) -> dict[str, str]:
-    """Tags stored with every reading of a device: location and kind, then the device's own.
-
-    ``floor`` and ``tenant`` are left out when empty (InfluxDB rejects empty tag values).
-    """
-    tags = dict(device.tags)
-    tags.update(site=config.site.id, building=device.location.building, kind=device.kind)
-    if device.location.floor:
-        tags["floor"] = device.location.floor
-    if device.location.tenant:
-        tags["tenant"] = device.location.tenant
-    return tags
 
 
 def with_ports(
@@ -426,7 +412,7 @@ class SimulatedBuilding:
                     "produce read as 0", d.id, d.kind, profile.name, profile.kind,
                 )  # fmt: skip
             model = _make_model(d, chosen[d.id], self._clock, seed)
-            unit = _Unit(d, profile, model, device_tags(config, d))
+            unit = _Unit(d, profile, model, device_tags(config.site.id, d))
             self._units[d.id] = unit
             key = (d.source.host, d.source.port)
             group = self._groups.setdefault(key, [])
