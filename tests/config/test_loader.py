@@ -394,3 +394,24 @@ def test_anchors_and_merge_keys_share_interpolated_values() -> None:
     assert problems_of(text) == [
         "site.yaml:9 devices[0].source.host: environment variable GATEWAY is not set"
     ]
+
+
+def test_reserved_tag_names_and_empty_tag_values_are_refused() -> None:
+    text = sample_config().replace(
+        "tags: {circuit: main}", "tags: {circuit: main, building: fake, unit: kWh}", 1
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, filename="site.yaml", env={})
+    msg = str(info.value)
+    assert "tag name(s) building, unit are reserved" in msg
+    assert "site.yaml:51 devices[0].tags" in msg
+    empty = sample_config().replace("tags: {circuit: main}", "tags: {circuit: ''}", 1)
+    with pytest.raises(ConfigError) as info:
+        load_config_text(empty, filename="site.yaml", env={})
+    assert "tag(s) circuit have an empty value" in str(info.value)
+
+
+def test_a_bare_floor_number_is_read_as_its_label() -> None:
+    text = sample_config().replace("floor: B1}", "floor: 12}", 1)
+    cfg = load_config_text(text, filename="site.yaml", env={})
+    assert cfg.devices[0].location.floor == "12"
