@@ -100,12 +100,8 @@ class _Instance:
 def _instance(rule: ThresholdRule, device: Device, site: str) -> _Instance:
     trip = rule.above if rule.above is not None else rule.below
     assert trip is not None  # the model requires exactly one of above/below
+    # The model keeps the clear level on the normal side of the trip level.
     clear = trip if rule.clear is None else rule.clear
-    # A clear level on the tripped side would resolve an alert while its condition holds.
-    if rule.above is not None and clear > trip:
-        raise ValueError(f"rule {rule.id!r}: clear {clear:g} must not be above 'above' {trip:g}")
-    if rule.below is not None and clear < trip:
-        raise ValueError(f"rule {rule.id!r}: clear {clear:g} must not be below 'below' {trip:g}")
     fp = fingerprint(rule.id, site, device.location.building, device.id, rule.metric)
     return _Instance(rule, device, fp, trip, clear)
 
