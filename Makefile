@@ -14,10 +14,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/facmon demo
 
-# Debian packages the tests start themselves: influxd (InfluxDB 1.6 from Debian) and mosquitto.
+# Debian packages the tests start themselves: influxd (InfluxDB 1.6 from Debian), mosquitto, and
+# socat (a pseudo-terminal pair stands in for an RS-485 cable in the serial Modbus tests).
 system-deps:
 	@missing=""; \
 	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
+	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -1,10 +1,11 @@
-"""Modbus TCP polling: every configured device read on its own schedule, turned into Readings.
+"""Modbus polling: every configured device read on its own schedule, turned into Readings.
 
-Devices behind one gateway share one TCP connection (one pymodbus client per host:port) and an
-asyncio.Lock keeps at most one request in flight on it, which is what RS-485 gateways expect.
-Each device polls on its own ``poll_interval`` with a start offset so units on one gateway do
-not fire together. A device that fails costs only its own timeout and retries, backs off while
-down, and is logged once when it goes down and once when it comes back.
+Devices reach their units over Modbus TCP, RTU over TCP (serial gateways in transparent mode) or
+RTU on a local serial port (``collector.transport``). Units behind one gateway or on one serial
+bus share one connection, with at most one request in flight and the configured pauses between
+requests. Each device polls on its own ``poll_interval`` with a start offset so units on one
+connection do not fire together. A device that fails costs only its own timeout and retries,
+backs off while down, and is logged once when it goes down and once when it comes back.
 
 Safety: facmon never writes to building equipment. Every request goes through
 :func:`modbus_read`, which allows only the read function codes 1-4; a second guard on the
@@ -21,15 +22,26 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any
 
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException, ModbusIOException
+from pymodbus.exceptions import ModbusException
 
 from collector.codec import decode_raw, quality_of, scaled
-from collector.planner import Read, plan
+from collector.hygiene import CounterGuard
+from collector.planner import Read, apply_overrides, device_reads, plan
 from collector.profile import Profile, ProfileError, load_profile
 from collector.tags import device_tags
+from collector.transport import (
+    READ_FUNCTION_CODES,
+    Connection,
+    ModbusExceptionResponse,
+    ReadOnlyViolation,
+    Unavailable,
+    check_read_only,
+    connection_key,
+    describe_source,
+    modbus_read,
+    read_only_pdu_guard,
+)
 from config.models import Device
 from store.reading import Quality, Reading
 
@@ -46,98 +58,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-READ_FUNCTION_CODES = frozenset({1, 2, 3, 4})
-
-_ILLEGAL_FUNCTION, _ILLEGAL_ADDRESS, _ILLEGAL_VALUE, _BUSY = 1, 2, 3, 6
+_ILLEGAL_FUNCTION, _ILLEGAL_ADDRESS, _ILLEGAL_VALUE = 1, 2, 3
 # The device answered but refuses this read: a profile/config problem, not an outage.
 _CONFIG_CODES = frozenset({_ILLEGAL_FUNCTION, _ILLEGAL_ADDRESS, _ILLEGAL_VALUE})
-_EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "device failure",
-    5: "acknowledge",
-    6: "device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target failed to respond",
-}
-_BUSY_PAUSE_S = 0.05
 _HEALTH_UNITS = {"device_up": "", "poll_latency": "s", "consecutive_failures": ""}
-
-
-class ReadOnlyViolation(RuntimeError):
-    """Something tried to send a Modbus function code other than a read (1, 2, 3, 4)."""
-
-
-class ModbusExceptionResponse(Exception):
-    """The device answered a read with a Modbus exception code."""
-
-    def __init__(self, code: int, function_code: int, address: int, count: int) -> None:
-        self.code = code
-        self.function_code = function_code
-        self.address = address
-        self.count = count
-        name = _EXCEPTION_NAMES.get(code, "unknown")
-        super().__init__(
-            f"Modbus exception {code} ({name}) for function {function_code} "
-            f"address {address} count {count}"
-        )
-
-
-class _Unavailable(Exception):
-    """The device or gateway cannot be reached or gives no usable answer."""
-
-
-def check_read_only(function_code: int) -> None:
-    if function_code not in READ_FUNCTION_CODES:
-        raise ReadOnlyViolation(
-            f"refusing to send Modbus function code {function_code}: facmon only reads "
-            f"(function codes {sorted(READ_FUNCTION_CODES)})"
-        )
-
-
-def read_only_pdu_guard(sending: bool, pdu: Any) -> Any:
-    """pymodbus ``trace_pdu`` hook refusing to send any PDU but a read.
-
-    The second line of defence: the client calls it for every PDU it frames, so a write cannot
-    leave even if code calls ``client.write_*`` directly instead of :func:`modbus_read`.
-    """
-    if sending:
-        check_read_only(int(pdu.function_code))
-    return pdu
-
-
-async def modbus_read(
-    client: AsyncModbusTcpClient, function_code: int, address: int, count: int, device_id: int
-) -> list[int] | list[bool]:
-    """The one function through which facmon sends Modbus requests; reads only.
-
-    Returns ``count`` registers (function codes 3, 4) or bits (1, 2). Raises ReadOnlyViolation
-    for any other function code, ModbusExceptionResponse when the device answers with an
-    exception, and pymodbus' ModbusException on timeouts and connection errors.
-    """
-    check_read_only(function_code)
-    if function_code == 1:
-        rr = await client.read_coils(address, count=count, device_id=device_id)
-    elif function_code == 2:
-        rr = await client.read_discrete_inputs(address, count=count, device_id=device_id)
-    elif function_code == 3:
-        rr = await client.read_holding_registers(address, count=count, device_id=device_id)
-    else:
-        rr = await client.read_input_registers(address, count=count, device_id=device_id)
-    if rr.isError():
-        raise ModbusExceptionResponse(int(rr.exception_code), function_code, address, count)
-    if function_code in (1, 2):
-        bits = [bool(b) for b in rr.bits]
-        if len(bits) < count:
-            raise _Unavailable(f"short response: {len(bits)} of {count} bits")
-        # Bits come padded to whole bytes.
-        return bits[:count]
-    words = [int(w) for w in rr.registers]
-    if len(words) != count:
-        raise _Unavailable(f"response has {len(words)} registers, asked for {count}")
-    return words
 
 
 @dataclass
@@ -155,75 +79,12 @@ class DeviceHealth:
     invalid_values: int = 0  # NaN/inf decoded: no store can hold them, so they are counted
 
 
-class _Connection:
-    """One TCP connection to a device or gateway, shared by the unit ids behind it."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self._client: AsyncModbusTcpClient | None = None
-        self.lock = asyncio.Lock()
-
-    @property
-    def client(self) -> AsyncModbusTcpClient:
-        # Created on first use: pymodbus binds a client to the running event loop.
-        if self._client is None:
-            # reconnect_delay=0: reconnect on demand, under the lock, with the polling
-            # device's timeout, instead of pymodbus' background reconnect loop.
-            self._client = AsyncModbusTcpClient(
-                self.host,
-                port=self.port,
-                timeout=1.0,
-                retries=0,
-                reconnect_delay=0,
-                trace_pdu=read_only_pdu_guard,
-            )
-        return self._client
-
-    def _configure(self, timeout: float, retries: int) -> None:
-        # The client is shared by devices whose sources may set different timeouts/retries;
-        # pymodbus reads both from its transaction manager on every request.
-        self.client.ctx.comm_params.timeout_connect = timeout
-        self.client.ctx.retries = retries
-
-    async def read(
-        self, read: Read, unit: int, timeout: float, retries: int
-    ) -> list[int] | list[bool]:
-        attempt = 0
-        while True:
-            async with self.lock:
-                self._configure(timeout, retries)
-                if not self.client.connected and not await self.client.connect():
-                    raise _Unavailable(f"cannot connect to {self.host}:{self.port}")
-                try:
-                    return await modbus_read(
-                        self.client, read.function_code, read.address, read.count, unit
-                    )
-                except ModbusExceptionResponse as exc:
-                    if exc.code != _BUSY or attempt >= retries:
-                        raise
-                except ModbusIOException as exc:
-                    if "No response" not in str(exc):
-                        raise
-                    raise _Unavailable(
-                        f"no response within {timeout:g} s ({retries + 1} attempt(s))"
-                    ) from exc
-            # Busy: give the device a moment, and the connection to the other units meanwhile.
-            attempt += 1
-            await asyncio.sleep(_BUSY_PAUSE_S * attempt)
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-
 @dataclass
 class _Poller:
     device: Device
     profile: Profile
     reads: list[Read]
-    conn: _Connection
+    conn: Connection
     tags: Mapping[str, str]
     interval: float
     timeout: float
@@ -235,8 +96,7 @@ class _Poller:
 
     @property
     def where(self) -> str:
-        s = self.device.source
-        return f"{s.host}:{s.port} unit {s.unit_id}"
+        return describe_source(self.device.source)
 
 
 def _utcnow() -> datetime:
@@ -249,7 +109,7 @@ def _truncate_ms(t: datetime) -> datetime:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
-    if isinstance(exc, _Unavailable | ModbusExceptionResponse):
+    if isinstance(exc, Unavailable | ModbusExceptionResponse):
         return text  # written for operators already
     if isinstance(exc, TimeoutError) and not text:
         text = "timed out"
@@ -257,11 +117,15 @@ def _describe(exc: BaseException) -> str:
 
 
 class ModbusCollector:
-    """Polls Modbus TCP devices and hands their Readings to ``sink``, one batch per poll.
+    """Polls Modbus devices and hands their Readings to ``sink``, one batch per poll.
 
     ``sink`` is called from the event loop with every reading of one device poll (metrics plus
     ``device_up``, ``poll_latency`` when up, ``consecutive_failures``); it should be quick
-    (e.g. append to the outbox). Profiles are loaded here, so a bad profile fails at startup.
+    (e.g. append to the outbox). Profiles are loaded, per-device overrides applied and reads
+    planned here, so a bad profile or override fails at startup (ValueError naming the device),
+    as do devices that cannot share a connection (one serial port with two baud rates, one
+    gateway port spoken to with two framings). ``max_gap``, when given, replaces every
+    device's ``source.max_gap``.
     """
 
     def __init__(
@@ -271,7 +135,7 @@ class ModbusCollector:
         *,
         site_id: str,
         max_backoff_s: float = 60.0,
-        max_gap: int = 10,
+        max_gap: int | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         if logging.getLogger("pymodbus").level == logging.NOTSET:
@@ -284,30 +148,40 @@ class ModbusCollector:
         self._max_backoff_s = max_backoff_s
         self._clock = clock
         self._sink_failing = False
+        self._counters = CounterGuard()
         self.health: dict[str, DeviceHealth] = {}
-        self._connections: dict[tuple[str, int], _Connection] = {}
+        self._connections: dict[tuple[str, ...], Connection] = {}
         self._pollers: dict[str, _Poller] = {}
-        by_conn: dict[tuple[str, int], list[Device]] = {}
+        by_conn: dict[tuple[str, ...], list[Device]] = {}
         for dev in devices:
             if dev.id in self._pollers or dev.id in self.health:
                 raise ValueError(f"device id {dev.id!r} appears twice")
             src = dev.source
+            if max_gap is not None:
+                src = src.model_copy(update={"max_gap": max_gap})
             try:
                 profile = load_profile(src.profile)
+                reads = device_reads(src, profile)
+                profile = apply_overrides(profile, src.overrides)
             except (ProfileError, FileNotFoundError) as exc:
                 raise ValueError(f"device {dev.id!r}: {exc}") from exc
-            key = (src.host, src.port)
+            except ValueError as exc:  # a register longer than the device's read limit
+                raise ValueError(f"device {dev.id!r}: {exc}") from exc
+            key = connection_key(src)
             conn = self._connections.get(key)
-            if conn is None:
-                conn = self._connections[key] = _Connection(src.host, src.port)
+            try:
+                if conn is None:
+                    conn = self._connections[key] = Connection(src)
+                else:
+                    conn.join(src)
+            except ValueError as exc:
+                raise ValueError(f"device {dev.id!r}: {exc}") from exc
             by_conn.setdefault(key, []).append(dev)
             health = self.health[dev.id] = DeviceHealth()
-            # Strings cannot be a Reading's float value; profiles may list them for reference.
-            regs = [r for r in profile.registers if r.type != "string"]
             self._pollers[dev.id] = _Poller(
                 device=dev,
                 profile=profile,
-                reads=plan(regs, max_gap=max_gap),
+                reads=reads,
                 conn=conn,
                 tags=MappingProxyType(device_tags(self._site_id, dev)),
                 interval=dev.poll_interval.total_seconds(),
@@ -316,12 +190,11 @@ class ModbusCollector:
                 offset=0.0,
                 health=health,
             )
-        # Spread the units of one gateway evenly over their interval.
+        # Spread the units of one connection evenly over their interval.
         for group in by_conn.values():
             for i, dev in enumerate(group):
                 p = self._pollers[dev.id]
                 p.offset = p.interval * i / len(group)
-
 
     @property
     def device_ids(self) -> list[str]:
@@ -357,6 +230,7 @@ class ModbusCollector:
 
     async def _schedule(self, p: _Poller) -> None:
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
         next_due = loop.time() + p.offset
         while True:
             delay = next_due - loop.time()
@@ -367,6 +241,10 @@ class ModbusCollector:
                 await self._poll(p)
             except Exception:  # a bug must not stop this device's polling, nor the others'
                 log.exception("device %s: poll failed unexpectedly", p.device.id)
+            if me is not None and me.cancelling():
+                # Python 3.11's asyncio.wait_for (inside pymodbus) drops a cancellation that
+                # lands as the answer arrives; without this the collector would not stop.
+                raise asyncio.CancelledError
             finished = loop.time()
             if finished - started > p.interval:
                 p.health.overruns += 1
@@ -381,7 +259,7 @@ class ModbusCollector:
         try:
             readings = await self._read_all(p, t)
             error: BaseException | None = None
-        except (ModbusException, ModbusExceptionResponse, _Unavailable, OSError) as e:
+        except (ModbusException, ModbusExceptionResponse, Unavailable, OSError) as e:
             readings, error = [], e
         except Exception as e:  # garbage from one device must not take the collector down
             log.debug("device %s: unexpected error", p.device.id, exc_info=True)
@@ -413,15 +291,7 @@ class ModbusCollector:
             if h.down_since is None:
                 h.down_since = t
             if not p.down_logged:
-                src = p.device.source
-                log.warning(
-                    "device %s (host %s port %d unit %d) is down: %s",
-                    p.device.id,
-                    src.host,
-                    src.port,
-                    src.unit_id,
-                    reason,
-                )
+                log.warning("device %s (%s) is down: %s", p.device.id, p.where, reason)
                 p.down_logged = True
         health = [("device_up", 1.0 if h.up else 0.0)]
         if h.up:
@@ -502,7 +372,12 @@ class ModbusCollector:
                     value,
                 )
                 continue
-            out.append(Reading(t, p.device.id, reg.metric, value, reg.unit, quality, p.tags))
+            reading = Reading(t, p.device.id, reg.metric, value, reg.unit, quality, p.tags)
+            if reg.counter:
+                # Glitches are flagged at the source; store.counters also skips them at query
+                # time, so a flag here is for people and dashboards, never lost use.
+                reading = self._counters.check(reading, reg.rollover, reg.max_rate)
+            out.append(reading)
 
     async def _split(
         self, p: _Poller, read: Read, exc: ModbusExceptionResponse, t: datetime, out: list[Reading]

@@ -110,6 +110,12 @@ class Register(BaseModel):
     )
     min: float | None = Field(default=None, description="Lowest plausible scaled value")
     max: float | None = Field(default=None, description="Highest plausible scaled value")
+    max_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="Counters: highest plausible increase per second in the scaled unit "
+        "(e.g. kWh/s); faster jumps are flagged UNCERTAIN",
+    )
 
     @field_validator("enum", mode="before")
     @classmethod
@@ -221,6 +227,8 @@ def _register_problems(reg: Register) -> list[str]:
         problems.append(f"{where}: min {reg.min} is above max {reg.max}")
     if reg.type == "string" and (reg.counter or reg.enum is not None):
         problems.append(f"{where}: a string cannot be a counter or an enum")
+    if reg.max_rate is not None and not reg.counter:
+        problems.append(f"{where}: 'max_rate' applies to counters only (counter: true)")
     return problems
 
 

@@ -344,14 +344,14 @@ class _Loader:
         kind = err["type"]
         ctx: dict[str, Any] = dict(err.get("ctx") or {})
         from_env = _norm(loc) in self.interpolated
-        ftype, finfo = _type_at(loc)
+        ftype, finfo = _type_at(loc, data)
         message: str
         if kind == "missing":
             message = "required field missing"
         elif kind == "extra_forbidden":
             name = str(loc[-1])
             message = f"unknown field '{name}'"
-            parent, _ = _type_at(loc[:-1])
+            parent, _ = _type_at(loc[:-1], data)
             names = _field_names(parent)
             close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
             if close:
@@ -368,10 +368,14 @@ class _Loader:
             if kind == "union_tag_not_found":
                 message = f"required field missing (one of: {', '.join(tags)})"
             else:
-                message = (
-                    f"unknown {what} {disc} {_show(ctx.get('tag'), from_env)} "
-                    f"(expected one of: {', '.join(tags)})"
+                tag = ctx.get("tag")
+                close = difflib.get_close_matches(str(tag), tags, n=1, cutoff=0.8)
+                hint = (
+                    f"did you mean '{close[0]}'?"
+                    if close and not from_env
+                    else f"expected one of: {', '.join(tags)}"
                 )
+                message = f"unknown {what} {disc} {_show(tag, from_env)} ({hint})"
         elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
             message = _bounds_message(finfo, ctx)
         elif kind == "literal_error":
@@ -527,12 +531,17 @@ def _model_fields(model: type[BaseModel]) -> Iterator[tuple[str, FieldInfo]]:
         yield (info.alias or name), info
 
 
-def _type_at(loc: Sequence[Step]) -> tuple[Any, FieldInfo | None]:
-    """The declared type (and field) at a path of SiteConfig; (None, None) when unknown."""
+def _type_at(loc: Sequence[Step], data: Any = _MISSING) -> tuple[Any, FieldInfo | None]:
+    """The declared type (and field) at a path of SiteConfig; (None, None) when unknown.
+
+    ``data`` (the raw config) picks the member of a discriminated union, e.g. the source model
+    named by a source's ``type``.
+    """
     tp: Any = SiteConfig
     info: FieldInfo | None = None
+    node: Any = data
     for step in loc:
-        tp = _strip(tp)
+        tp = _member(_strip(tp), node)
         origin = get_origin(tp)
         info = None
         if _is_model(tp) and isinstance(step, str):
@@ -546,7 +555,29 @@ def _type_at(loc: Sequence[Step]) -> tuple[Any, FieldInfo | None]:
             tp = get_args(tp)[1]
         else:
             return None, None
-    return tp, info
+        if isinstance(node, dict):
+            node = node.get(step, _MISSING)
+        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            node = node[step]
+        else:
+            node = _MISSING
+    member = _member(_strip(tp), node)
+    return (member if _is_model(member) else tp), info
+
+
+def _member(tp: Any, node: Any) -> Any:
+    """The model of a union of models that ``node`` is (by its 'type'), else ``tp`` itself."""
+    if get_origin(tp) not in (Union, types.UnionType):
+        return tp
+    models = [m for m in get_args(tp) if _is_model(m)]
+    if not models or len(models) != len(get_args(tp)):
+        return tp
+    tag = node.get("type") if isinstance(node, dict) else None
+    for m in models:
+        field = dict(_model_fields(m)).get("type")
+        if field is not None and str(tag) in _literal_choices(field.annotation):
+            return m
+    return tp
 
 
 def _field_names(tp: Any) -> list[str]:

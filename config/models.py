@@ -103,10 +103,84 @@ class Location(_Model):
     tenant: str | None = Field(default=None, description="Tenant whose use this device meters")
 
 
-class ModbusTcpSource(_Model):
-    type: Literal["modbus_tcp"] = Field(description="Modbus TCP device or gateway")
-    host: str = Field(description="Host name or IP address of the device or gateway")
-    port: int = Field(default=502, ge=1, le=65535, description="TCP port")
+# Mirrors of collector.profile's literals: config does not import the collector, and a test
+# keeps the two in step.
+OverrideTable = Literal["holding", "input", "coil", "discrete"]
+OverrideWordOrder = Literal["ABCD", "DCBA", "BADC", "CDAB"]
+OverrideDataType = Literal[
+    "bit", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string"
+]
+
+
+class RegisterOverride(_Model):
+    """Fields of one profile register replaced for one device (firmware that differs).
+
+    Only the fields written are changed; ``null`` clears an optional one (e.g. ``max: null``).
+    """
+
+    address: int | None = Field(default=None, ge=0, le=65535, description="Zero-based address")
+    table: OverrideTable | None = Field(
+        default=None, description="holding | input | coil | discrete"
+    )
+    type: OverrideDataType | None = Field(default=None, description="Data type of the raw value")
+    length: int | None = Field(
+        default=None, ge=1, le=125, description="Registers a string spans (strings only)"
+    )
+    word_order: OverrideWordOrder | None = Field(
+        default=None, description="ABCD big-endian, DCBA little-endian, BADC, CDAB words swapped"
+    )
+    scale: float | None = Field(default=None, description="value = raw * scale + offset")
+    offset: float | None = Field(default=None, description="value = raw * scale + offset")
+    unit: str | None = Field(default=None, description="Unit of the scaled value, e.g. 'kWh'")
+    enum: dict[int, str] | None = Field(
+        default=None, description="Names of the raw codes of a state register (replaces all)"
+    )
+    nan_value: float | None = Field(
+        default=None, description="Raw value the device sends for 'no value' (e.g. 65535)"
+    )
+    min: float | None = Field(default=None, description="Lowest plausible scaled value")
+    max: float | None = Field(default=None, description="Highest plausible scaled value")
+    max_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="Counters: highest plausible increase per second in the scaled unit",
+    )
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> RegisterOverride:
+        nulled = sorted(
+            name
+            for name in self.model_fields_set & _REQUIRED_REGISTER_FIELDS
+            if getattr(self, name) is None
+        )
+        if nulled:
+            raise ValueError(f"{', '.join(nulled)} cannot be null (give a value or leave it out)")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the config sets, explicit nulls included."""
+        return self.model_dump(exclude_unset=True)
+
+
+# Fields every register has; an override may change them but not clear them.
+_REQUIRED_REGISTER_FIELDS = frozenset(
+    {"address", "table", "type", "word_order", "scale", "offset", "unit"}
+)
+
+
+_PARITY_NAMES = {"NONE": "N", "EVEN": "E", "ODD": "O"}
+
+
+def _parity(v: Any) -> Any:
+    if isinstance(v, str):
+        v = v.strip().upper()
+        return _PARITY_NAMES.get(v, v)
+    return v
+
+
+class _ModbusSource(_Model):
+    """Options every Modbus source has, whatever carries the frames."""
+
     unit_id: int = Field(default=1, ge=1, le=247, description="Modbus unit (slave) id, 1..247")
     profile: str = Field(
         description="Register map: a profile shipped with facmon (e.g. 'generic_power_meter_3p') "
@@ -116,9 +190,100 @@ class ModbusTcpSource(_Model):
         default=timedelta(seconds=1), description="Response timeout for one request"
     )
     retries: int = Field(default=1, ge=0, le=5, description="Retries of a failed request")
+    pause_between_requests: Duration = Field(
+        default=timedelta(0),
+        description="Silence between the end of one answer and the next request on the "
+        "connection; on a shared bus or gateway the largest value of its devices applies",
+    )
+    pause_after_connect: Duration = Field(
+        default=timedelta(0),
+        description="Wait after (re)connecting before the first request, for gateways that "
+        "drop frames sent at once; on a shared connection the largest value applies",
+    )
+    overrides: dict[str, RegisterOverride] = Field(
+        default_factory=dict,
+        description="Per-metric changes to the profile's registers for this device, e.g. "
+        "{energy_import: {word_order: CDAB}}",
+    )
+    max_registers_per_read: int = Field(
+        default=125, ge=1, le=125, description="Largest read of holding/input registers"
+    )
+    max_bits_per_read: int = Field(
+        default=2000, ge=1, le=2000, description="Largest read of coils/discrete inputs"
+    )
+    max_gap: int = Field(
+        default=10,
+        ge=0,
+        le=125,
+        description="Unused registers a read may span to merge neighbours; 0 for devices "
+        "that refuse reads of addresses they do not implement",
+    )
+    one_request_per_field: bool = Field(
+        default=False, description="Read every metric on its own (devices that refuse merging)"
+    )
+
+    @field_validator("pause_between_requests", "pause_after_connect")
+    @classmethod
+    def _sane_pause(cls, v: timedelta) -> timedelta:
+        if not timedelta(0) <= v <= timedelta(seconds=10):
+            raise ValueError("must be between 0s and 10s")
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _sane_timeout(cls, v: timedelta) -> timedelta:
+        if not timedelta(milliseconds=10) <= v <= timedelta(seconds=60):
+            raise ValueError("must be between 10ms and 60s")
+        return v
 
 
-Source = Annotated[ModbusTcpSource, Field(discriminator="type")]
+# RS-485 devices need an inter-frame gap to turn their line drivers around; 20 ms covers the
+# slow ones at 9600 baud (3.5 characters are 4 ms) without costing much.
+_RTU_PAUSE = timedelta(milliseconds=20)
+
+
+class ModbusTcpSource(_ModbusSource):
+    type: Literal["modbus_tcp"] = Field(description="Modbus TCP device or gateway")
+    host: str = Field(description="Host name or IP address of the device or gateway")
+    port: int = Field(default=502, ge=1, le=65535, description="TCP port")
+
+
+class ModbusRtuOverTcpSource(_ModbusSource):
+    type: Literal["modbus_rtu_over_tcp"] = Field(
+        description="RTU frames over a TCP socket: a serial-to-Ethernet gateway in transparent "
+        "(raw socket) mode"
+    )
+    host: str = Field(description="Host name or IP address of the gateway")
+    port: int = Field(
+        ge=1, le=65535, description="TCP port of the gateway's serial channel, e.g. 4001"
+    )
+    pause_between_requests: Duration = Field(
+        default=_RTU_PAUSE,
+        description="Silence between the end of one answer and the next request on the bus; "
+        "the largest value of the bus's devices applies",
+    )
+
+
+class ModbusRtuSource(_ModbusSource):
+    type: Literal["modbus_rtu"] = Field(description="Modbus RTU on a local serial port (RS-485)")
+    port: str = Field(
+        min_length=1, description="Serial device, e.g. /dev/ttyUSB0 or /dev/serial/by-id/..."
+    )
+    baudrate: int = Field(default=9600, ge=300, le=921600, description="Bits per second")
+    parity: Annotated[Literal["N", "E", "O"], BeforeValidator(_parity)] = Field(
+        default="N", description="N (none), E (even) or O (odd)"
+    )
+    bytesize: Literal[8] = Field(default=8, description="Data bits; Modbus RTU always uses 8")
+    stopbits: Literal[1, 2] = Field(default=1, description="Stop bits, 1 or 2")
+    pause_between_requests: Duration = Field(
+        default=_RTU_PAUSE,
+        description="Silence between the end of one answer and the next request on the bus; "
+        "the largest value of the bus's devices applies",
+    )
+
+
+ModbusSource = ModbusTcpSource | ModbusRtuOverTcpSource | ModbusRtuSource
+Source = Annotated[ModbusSource, Field(discriminator="type")]
 
 
 class Device(_Model):

@@ -109,6 +109,80 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_modbus_plan(args: argparse.Namespace) -> int:
+    import difflib
+    import textwrap
+
+    from collector.planner import apply_overrides, device_reads
+    from collector.profile import BIT_TABLES, ProfileError, load_profile
+    from collector.transport import describe_source
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    known = [d.id for d in cfg.devices]
+    if args.device not in known:
+        close = difflib.get_close_matches(args.device, known, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        listing = ", ".join(known) if known else "none"
+        print(
+            f"{args.config}: no device '{args.device}'{hint}; devices: {listing}",
+            file=sys.stderr,
+        )
+        return 2
+    dev = cfg.device(args.device)
+    src = dev.source
+    try:
+        shipped = load_profile(src.profile)
+        profile = apply_overrides(shipped, src.overrides)
+        reads = device_reads(src, shipped)
+    except (ProfileError, FileNotFoundError, ValueError) as e:
+        print(f"device {dev.id}: {e}", file=sys.stderr)
+        return 2
+
+    prof = profile.name
+    if src.overrides:
+        prof += f" (overrides: {', '.join(src.overrides)})"
+    if src.one_request_per_field:
+        limits = "one request per field"
+    else:
+        limits = (
+            f"{src.max_registers_per_read} registers / {src.max_bits_per_read} bits per read, "
+            f"gaps of up to {src.max_gap} registers read through"
+        )
+    print(f"device     {dev.id} ({dev.name})")
+    print(f"transport  {describe_source(src)}")
+    print(f"profile    {prof}")
+    print(f"limits     {limits}")
+    print()
+    head = f"{'read':>4}  {'fc':>2}  {'table':<8}  {'start':>5}  {'count':>5}  "
+    print(f"{head}metrics")
+    width = max(40, 100 - len(head))
+    for n, rd in enumerate(reads, 1):
+        names = ", ".join(reg.metric for reg, _ in rd.registers)
+        lines = textwrap.wrap(names, width=width) or [""]
+        row = f"{n:>4}  {rd.function_code:>2}  {rd.table:<8}  {rd.address:>5}  {rd.count:>5}  "
+        print(row + lines[0])
+        for more in lines[1:]:
+            print(" " * len(head) + more)
+    fields = sum(len(rd.registers) for rd in reads)
+    registers = sum(rd.count for rd in reads if rd.table not in BIT_TABLES)
+    bits = sum(rd.count for rd in reads if rd.table in BIT_TABLES)
+    amount = f"{registers} register{'s' if registers != 1 else ''}"
+    if bits:
+        amount += f" and {bits} bit{'s' if bits != 1 else ''}"
+    print()
+    print(
+        f"{len(reads)} read{'s' if len(reads) != 1 else ''}, {amount} for {fields} "
+        f"field{'s' if fields != 1 else ''} (vs {fields} request{'s' if fields != 1 else ''} "
+        "one per field)"
+    )
+    skipped = [r.metric for r in profile.registers if r.type == "string"]
+    if skipped:
+        print(f"not polled (text registers): {', '.join(skipped)}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from facmon.demo import run_demo
 
@@ -195,6 +269,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ii.add_argument("--config", required=True, type=Path, help="site config YAML")
     ii.set_defaults(func=_cmd_influx_init)
+
+    m = sub.add_parser("modbus", help="inspect how facmon reads Modbus devices")
+    msub = m.add_subparsers(dest="modbus_command", metavar="ACTION", required=True)
+    mp = msub.add_parser(
+        "plan",
+        help="print the reads one poll of a device sends",
+        description="Print how facmon reads DEVICE of the site config: its transport, and the "
+        "Modbus requests of one poll (function code, table, zero-based start address, count, "
+        "and the metrics each carries) after the device's overrides and read limits "
+        "(source.max_registers_per_read, max_bits_per_read, max_gap, one_request_per_field). "
+        "Sends nothing to the device.",
+        epilog="Addresses are zero-based protocol addresses: holding 0 is the register "
+        "datasheets often call 40001, input 0 is 30001.",
+    )
+    mp.add_argument("device", metavar="DEVICE", help="device id from the config")
+    mp.add_argument("--config", required=True, type=Path, help="site config YAML")
+    mp.set_defaults(func=_cmd_modbus_plan)
     return p
 
 

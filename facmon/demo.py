@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from collector.transport import describe_source
 from config import ConfigError, SiteConfig, load_config_text
 from facmon.checks import CHECKS
 from facmon.progress import Progress
@@ -139,7 +140,7 @@ def run_demo(
         print(f"facmon demo: {live.site.name} - {len(live.devices)} simulated devices")
         for d in live.devices:
             src = d.source
-            print(f"  {d.id:<12} {d.kind:<12} modbus://{src.host}:{src.port} unit {src.unit_id}")
+            print(f"  {d.id:<12} {d.kind:<12} {describe_source(src)}")
         print(f"  API      {api}   (interactive docs: {api}/docs)")
         print(f"  Token    {token}")
         print(f"  Try      curl -H 'Authorization: Bearer {token}' {api}/api/v1/readings/latest")

@@ -38,7 +38,7 @@ from pymodbus.simulator.simutils import SimUtils
 from collector.codec import decode, encode
 from collector.profile import BIT_TABLES, TYPE_WORDS, Profile, Register, load_profile
 from collector.tags import device_tags
-from config.models import Building, Device, SiteConfig
+from config.models import Building, Device, ModbusTcpSource, SiteConfig
 from simulator.models import (
     DeviceModel,
     ElevatorModel,
@@ -405,6 +405,10 @@ class SimulatedBuilding:
                 f"(kinds with a model: {', '.join(_MODELS)})"
             )
         for d in config.devices:
+            if not isinstance(d.source, ModbusTcpSource):
+                raise ValueError(
+                    f"device {d.id!r}: the simulator serves Modbus TCP only, not {d.source.type}"
+                )
             profile = profile_loader(d.source.profile)
             if profile.kind != d.kind:
                 log.warning(
@@ -414,7 +418,8 @@ class SimulatedBuilding:
             model = _make_model(d, chosen[d.id], self._clock, seed)
             unit = _Unit(d, profile, model, device_tags(config.site.id, d))
             self._units[d.id] = unit
-            key = (d.source.host, d.source.port)
+            src = d.source
+            key = (src.host, src.port)
             group = self._groups.setdefault(key, [])
             clash = [u.device.id for u in group if u.unit_id == d.source.unit_id]
             if clash:

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.context import Context, age_seconds
-from config.models import DeviceKind
+from config.models import DeviceKind, ModbusRtuSource
 
 UP_METRIC = "device_up"  # written by the collector at every poll: 1 answered, 0 did not
 STALE_POLLS = 3  # a status older than this many poll intervals is flagged stale
@@ -24,9 +24,9 @@ class LocationOut(BaseModel):
 class SourceOut(BaseModel):
     """How the device is read; never carries secrets."""
 
-    type: str
-    host: str
-    port: int
+    type: str = Field(description="modbus_tcp | modbus_rtu_over_tcp | modbus_rtu")
+    host: str | None = Field(description="Device or gateway address; null for a serial port")
+    port: int | str = Field(description="TCP port, or the serial device (e.g. /dev/ttyUSB0)")
     unit_id: int
     profile: str
     poll_interval_s: float
@@ -89,7 +89,7 @@ def router(ctx: Context) -> APIRouter:
                     tags=dict(d.tags),
                     source=SourceOut(
                         type=src.type,
-                        host=src.host,
+                        host=None if isinstance(src, ModbusRtuSource) else src.host,
                         port=src.port,
                         unit_id=src.unit_id,
                         profile=src.profile,

@@ -1,22 +1,31 @@
-"""A real pymodbus TCP server on 127.0.0.1 (port 0) for collector tests.
+"""A real pymodbus server for collector tests: Modbus TCP or RTU over TCP on 127.0.0.1 (port
+0), or RTU on a serial port (one end of a pseudo-terminal pair from :func:`pty_pair`).
 
 Each unit id gets its own register tables; addresses not given are not implemented, so the
 server answers exception 2 (illegal data address) for them, like a real device. A unit's
 ``mode`` can be changed while the server runs to make it silent, busy or failing. The server
-records the function code of every request frame it receives (raw bytes, before decoding),
-which is what the read-only safety test asserts on.
+records the function code of every request frame it receives (Modbus TCP: raw bytes, before
+decoding, which is what the read-only safety test asserts on; RTU frames have no length field,
+so there it is the decoded request), and a timeline of ``events`` (connection made, request
+decoded, response sent) with monotonic timestamps for pause and in-flight assertions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
 import socket
-from collections.abc import Iterable, Mapping
+import subprocess
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from collector.codec import encode
@@ -108,15 +117,42 @@ def _block(table: Mapping[int, Any], bits: bool) -> list[SimData]:
     ]
 
 
-class ModbusTestServer:
-    """``async with ModbusTestServer({1: unit}) as srv: ... srv.port ...``"""
+@dataclass(frozen=True)
+class Event:
+    """One thing the server saw or did, at ``time.monotonic()`` seconds."""
 
-    def __init__(self, units: Mapping[int, Unit]) -> None:
+    t: float
+    what: Literal["connect", "request", "response"]
+    unit: int = 0
+    function_code: int = 0
+
+
+class ModbusTestServer:
+    """``async with ModbusTestServer({1: unit}) as srv: ... srv.port ...``
+
+    ``framer=FramerType.RTU`` serves RTU frames over TCP (a transparent serial gateway);
+    ``serial_port="/dev/pts/N"`` serves RTU on that serial port instead of TCP.
+    """
+
+    def __init__(
+        self,
+        units: Mapping[int, Unit],
+        *,
+        framer: FramerType = FramerType.SOCKET,
+        serial_port: str | None = None,
+        baudrate: int = 9600,
+        parity: str = "N",
+    ) -> None:
         self.units = dict(units)
+        self.framer = FramerType.RTU if serial_port else framer
+        self.serial_port = serial_port
+        self.baudrate = baudrate
+        self.parity = parity
         self.function_codes: list[int] = []  # every request frame received, in order
+        self.events: list[Event] = []
         self.port = 0
         self.bind_port = 0  # 0: any free port; set to reopen a stopped server's port
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
 
     def _action(self, unit: Unit) -> Any:
         async def action(
@@ -139,18 +175,43 @@ class ModbusTestServer:
             if unit.busy_next > 0:
                 unit.busy_next -= 1
                 return ExcCodes.DEVICE_BUSY
+            if set_values is None and function_code in (3, 4):
+                # Serve what the test put() since the server started (current_registers[0]
+                # is start_address, per pymodbus' SimDevice action contract).
+                live = unit.table("holding" if function_code == 3 else "input")
+                for a in range(address, address + count):
+                    if a in live and 0 <= a - start_address < len(registers):
+                        registers[a - start_address] = int(live[a])
             return None
 
         return action
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
-        if not sending:
+        if not sending and self.framer == FramerType.SOCKET:
             # MBAP header: tid(2) pid(2) length(2) unit(1), then the function code.
             i = 0
             while len(data) - i >= 8:
                 self.function_codes.append(data[i + 7])
                 i += 6 + int.from_bytes(data[i + 4 : i + 6], "big")
         return data
+
+    def _trace_pdu(self, sending: bool, pdu: Any) -> Any:
+        now = time.monotonic()
+        fc = int(pdu.function_code)
+        if sending:
+            self.events.append(Event(now, "response", int(pdu.dev_id), fc))
+        else:
+            self.events.append(Event(now, "request", int(pdu.dev_id), fc))
+            if self.framer != FramerType.SOCKET:
+                self.function_codes.append(fc)
+        return pdu
+
+    def _trace_connect(self, connected: bool) -> None:
+        if connected:
+            self.events.append(Event(time.monotonic(), "connect"))
+
+    def of(self, what: str) -> list[Event]:
+        return [e for e in self.events if e.what == what]
 
     async def __aenter__(self) -> ModbusTestServer:
         devices = [
@@ -166,8 +227,24 @@ class ModbusTestServer:
             )
             for uid, u in self.units.items()
         ]
+        traces: dict[str, Any] = {
+            "trace_packet": self._trace_packet,
+            "trace_pdu": self._trace_pdu,
+            "trace_connect": self._trace_connect,
+        }
+        if self.serial_port is not None:
+            self._server = ModbusSerialServer(
+                devices,
+                framer=FramerType.RTU,
+                port=self.serial_port,
+                baudrate=self.baudrate,
+                parity=self.parity,
+                **traces,
+            )
+            await self._server.serve_forever(background=True)
+            return self
         self._server = ModbusTcpServer(
-            devices, address=("127.0.0.1", self.bind_port), trace_packet=self._trace_packet
+            devices, framer=self.framer, address=("127.0.0.1", self.bind_port), **traces
         )
         await self._server.serve_forever(background=True)
         listener = cast(asyncio.Server, self._server.transport)
@@ -179,6 +256,40 @@ class ModbusTestServer:
             await self._server.shutdown()  # type: ignore[no-untyped-call]
 
 
+@contextmanager
+def pty_pair() -> Iterator[tuple[str, str]]:
+    """Two connected pseudo-terminals (a null-modem cable), from socat: (server end, client end).
+
+    A pty has no baud rate timing: bytes arrive as fast as socat relays them.
+    """
+    exe = shutil.which("socat")
+    if exe is None:
+        raise RuntimeError("socat is not installed: run `make system-deps` (Debian package socat)")
+    proc = subprocess.Popen(
+        [exe, "-d", "-d", "pty,raw,echo=0", "pty,raw,echo=0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        ends: list[str] = []
+        while True:
+            line = proc.stderr.readline()
+            if not line:
+                raise RuntimeError(f"socat exited ({proc.wait()}) before opening two ptys")
+            m = re.search(r"PTY is (\S+)", line)
+            if m:
+                ends.append(m.group(1))
+            if "starting data transfer loop" in line:
+                break
+        yield ends[0], ends[1]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
 def closed_port() -> int:
     """A loopback port with nothing listening (bound, then released)."""
     with socket.socket() as s:
@@ -188,7 +299,7 @@ def closed_port() -> int:
 
 def make_device(
     device_id: str,
-    port: int,
+    port: int | str,
     *,
     unit: int = 1,
     profile: str = "generic_power_meter_3p",
@@ -197,22 +308,31 @@ def make_device(
     timeout: float = 0.1,
     retries: int = 0,
     host: str = "127.0.0.1",
+    source_type: str = "modbus_tcp",
+    source: Mapping[str, Any] | None = None,
     **extra: Any,
 ) -> Device:
+    """A device config; ``port`` is a TCP port, or the serial device for ``modbus_rtu``.
+
+    ``source`` adds or replaces source fields (pauses, overrides, read limits, line settings).
+    """
+    src: dict[str, Any] = {
+        "type": source_type,
+        "port": port,
+        "unit_id": unit,
+        "profile": profile,
+        "timeout": timeout,
+        "retries": retries,
+    }
+    if source_type != "modbus_rtu":
+        src["host"] = host
+    src.update(source or {})
     data: dict[str, Any] = {
         "id": device_id,
         "name": device_id,
         "kind": kind,
         "location": {"building": "A"},
-        "source": {
-            "type": "modbus_tcp",
-            "host": host,
-            "port": port,
-            "unit_id": unit,
-            "profile": profile,
-            "timeout": timeout,
-            "retries": retries,
-        },
+        "source": src,
         "poll_interval": interval,
     }
     data.update(extra)

@@ -18,7 +18,14 @@ from collector.profile import (
     validate_profile,
 )
 
-SHIPPED = ["elevator_gbt24476", "generic_power_meter_3p", "generic_water_meter"]
+SHIPPED = [
+    "chint_dtsu666",
+    "eastron_sdm120",
+    "eastron_sdm630",
+    "elevator_gbt24476",
+    "generic_power_meter_3p",
+    "generic_water_meter",
+]
 
 
 def profile_data(*registers: dict[str, Any], **top: Any) -> dict[str, Any]:
@@ -90,6 +97,10 @@ def test_a_valid_profile_has_no_problems() -> None:
         (
             [{"metric": "a", "address": 0, "type": "string"}],
             "type 'string' needs 'length'",
+        ),
+        (
+            [{"metric": "a", "address": 0, "type": "float32", "max_rate": 0.5}],
+            "'max_rate' applies to counters only",
         ),
         (
             [{"metric": "a", "address": 0, "type": "uint32", "length": 2}],

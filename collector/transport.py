@@ -1,0 +1,340 @@
+"""Modbus transports and the one read-only path every request takes.
+
+Three ways to reach a device, one per source type:
+
+- ``modbus_tcp``: Modbus TCP (MBAP framing) to a device or a Modbus TCP gateway;
+- ``modbus_rtu_over_tcp``: RTU frames (unit id + PDU + CRC) over a TCP socket, what
+  serial-to-Ethernet gateways in transparent mode expect;
+- ``modbus_rtu``: RTU frames on a local serial port (RS-485 adapter).
+
+Every unit behind one gateway (host, port, framing) or on one serial port shares one
+:class:`Connection`, which keeps at most one request in flight (RS-485 is half duplex and
+gateways serialise anyway), keeps the configured silence between the end of an answer and the
+next request, and waits after (re)connecting.
+
+Safety: facmon never writes to building equipment. Every request goes through
+:func:`modbus_read`, which allows only the read function codes 1-4; a second guard on the
+client's outgoing PDUs (:func:`read_only_pdu_guard`) refuses anything else even if code
+elsewhere bypassed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, ModbusBaseClient
+from pymodbus.exceptions import ModbusIOException
+
+from collector.planner import Read
+from config.models import ModbusRtuSource, ModbusSource
+
+__all__ = [
+    "READ_FUNCTION_CODES",
+    "Connection",
+    "ModbusExceptionResponse",
+    "ReadOnlyViolation",
+    "Unavailable",
+    "bus_conflict",
+    "check_read_only",
+    "connection_key",
+    "describe_source",
+    "modbus_read",
+    "read_only_pdu_guard",
+]
+
+READ_FUNCTION_CODES = frozenset({1, 2, 3, 4})
+
+BUSY = 6
+_BUSY_PAUSE_S = 0.05
+_EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "device failure",
+    5: "acknowledge",
+    6: "device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+class ReadOnlyViolation(RuntimeError):
+    """Something tried to send a Modbus function code other than a read (1, 2, 3, 4)."""
+
+
+class ModbusExceptionResponse(Exception):
+    """The device answered a read with a Modbus exception code."""
+
+    def __init__(self, code: int, function_code: int, address: int, count: int) -> None:
+        self.code = code
+        self.function_code = function_code
+        self.address = address
+        self.count = count
+        name = _EXCEPTION_NAMES.get(code, "unknown")
+        super().__init__(
+            f"Modbus exception {code} ({name}) for function {function_code} "
+            f"address {address} count {count}"
+        )
+
+
+class Unavailable(Exception):
+    """The device or gateway cannot be reached or gives no usable answer (text for operators)."""
+
+
+def check_read_only(function_code: int) -> None:
+    if function_code not in READ_FUNCTION_CODES:
+        raise ReadOnlyViolation(
+            f"refusing to send Modbus function code {function_code}: facmon only reads "
+            f"(function codes {sorted(READ_FUNCTION_CODES)})"
+        )
+
+
+def read_only_pdu_guard(sending: bool, pdu: Any) -> Any:
+    """pymodbus ``trace_pdu`` hook refusing to send any PDU but a read.
+
+    The second line of defence: the client calls it for every PDU it frames, so a write cannot
+    leave even if code calls ``client.write_*`` directly instead of :func:`modbus_read`.
+    """
+    if sending:
+        check_read_only(int(pdu.function_code))
+    return pdu
+
+
+async def modbus_read(
+    client: ModbusBaseClient, function_code: int, address: int, count: int, device_id: int
+) -> list[int] | list[bool]:
+    """The one function through which facmon sends Modbus requests; reads only.
+
+    Works with any pymodbus async client (TCP, RTU over TCP, serial). Returns ``count``
+    registers (function codes 3, 4) or bits (1, 2). Raises ReadOnlyViolation for any other
+    function code, ModbusExceptionResponse when the device answers with an exception,
+    Unavailable for an answer that does not fit the request, and pymodbus' ModbusException on
+    timeouts and connection errors.
+    """
+    check_read_only(function_code)
+    if function_code == 1:
+        rr = await client.read_coils(address, count=count, device_id=device_id)
+    elif function_code == 2:
+        rr = await client.read_discrete_inputs(address, count=count, device_id=device_id)
+    elif function_code == 3:
+        rr = await client.read_holding_registers(address, count=count, device_id=device_id)
+    else:
+        rr = await client.read_input_registers(address, count=count, device_id=device_id)
+    if rr.isError():
+        raise ModbusExceptionResponse(int(rr.exception_code), function_code, address, count)
+    if int(rr.function_code) != function_code:
+        # RTU frames carry no transaction id: a late answer to an earlier request would
+        # otherwise be taken for this one.
+        raise Unavailable(
+            f"answer with function {rr.function_code} to a function {function_code} request"
+        )
+    if function_code in (1, 2):
+        bits = [bool(b) for b in rr.bits]
+        if len(bits) < count:
+            raise Unavailable(f"short response: {len(bits)} of {count} bits")
+        # Bits come padded to whole bytes.
+        return bits[:count]
+    words = [int(w) for w in rr.registers]
+    if len(words) != count:
+        raise Unavailable(f"response has {len(words)} registers, asked for {count}")
+    return words
+
+
+# -- what a source connects to ------------------------------------------------------------------
+
+
+def _serial_path(port: str) -> str:
+    # /dev/serial/by-id/... names are symlinks; two names for one adapter are one bus.
+    return os.path.realpath(port)
+
+
+def connection_key(source: ModbusSource) -> tuple[str, ...]:
+    """Identity of the connection a source uses: devices with equal keys share one."""
+    if isinstance(source, ModbusRtuSource):
+        return ("serial", _serial_path(source.port))
+    return ("tcp", source.host.lower(), str(source.port))
+
+
+def _line(source: ModbusRtuSource) -> str:
+    return f"{source.baudrate} {source.bytesize}{source.parity}{source.stopbits}"
+
+
+def describe_source(source: ModbusSource) -> str:
+    """How an operator names where a device is, e.g. ``modbus_rtu_over_tcp 192.0.2.30:4001
+    unit 3`` or ``modbus_rtu /dev/ttyUSB0 9600 8N1 unit 2``."""
+    if isinstance(source, ModbusRtuSource):
+        return f"{source.type} {source.port} {_line(source)} unit {source.unit_id}"
+    return f"{source.type} {source.host}:{source.port} unit {source.unit_id}"
+
+
+def bus_conflict(first: ModbusSource, other: ModbusSource) -> str | None:
+    """Why two sources with the same :func:`connection_key` cannot share it, else None."""
+    if first.type != other.type:
+        return f"uses {other.type} where another device on it uses {first.type}"
+    if (
+        isinstance(first, ModbusRtuSource)
+        and isinstance(other, ModbusRtuSource)
+        and _line(first) != _line(other)
+    ):
+        return (
+            f"line settings {_line(other)} differ from {_line(first)} of another device "
+            "on the same serial port"
+        )
+    return None
+
+
+# -- the shared connection ----------------------------------------------------------------------
+
+
+@dataclass
+class _Timing:
+    between: float = 0.0
+    after_connect: float = 0.0
+
+
+class Connection:
+    """One connection (TCP socket or serial port) shared by the unit ids behind it.
+
+    Created from the first source that uses it; :meth:`join` adds the others (raising
+    ValueError when they cannot share it). Pauses are the largest any of its sources asks for.
+    """
+
+    def __init__(self, source: ModbusSource) -> None:
+        self.source = source
+        self.key = connection_key(source)
+        self._client: ModbusBaseClient | None = None
+        self.lock = asyncio.Lock()
+        self._timing = _Timing()
+        self._idle_since = float("-inf")  # loop time the last answer ended (or was given up)
+        self._ready_at = float("-inf")  # loop time the connection may first be used
+        self.join(source)
+
+    @property
+    def label(self) -> str:
+        """Where the connection goes, e.g. ``192.0.2.30:4001`` or ``/dev/ttyUSB0``."""
+        s = self.source
+        return s.port if isinstance(s, ModbusRtuSource) else f"{s.host}:{s.port}"
+
+    @property
+    def pause_between_requests(self) -> float:
+        return self._timing.between
+
+    @property
+    def pause_after_connect(self) -> float:
+        return self._timing.after_connect
+
+    def join(self, source: ModbusSource) -> None:
+        if connection_key(source) != self.key:
+            raise ValueError(f"{describe_source(source)} is not on {self.label}")
+        why = bus_conflict(self.source, source)
+        if why:
+            raise ValueError(f"{self.label}: {describe_source(source)} {why}")
+        self._timing.between = max(
+            self._timing.between, source.pause_between_requests.total_seconds()
+        )
+        self._timing.after_connect = max(
+            self._timing.after_connect, source.pause_after_connect.total_seconds()
+        )
+
+    @property
+    def client(self) -> ModbusBaseClient:
+        # Created on first use: pymodbus binds a client to the running event loop.
+        # reconnect_delay=0: reconnect on demand, under the lock, with the polling device's
+        # timeout, instead of pymodbus' background reconnect loop.
+        if self._client is None:
+            s = self.source
+            if isinstance(s, ModbusRtuSource):
+                self._client = AsyncModbusSerialClient(
+                    s.port,
+                    framer=FramerType.RTU,
+                    baudrate=s.baudrate,
+                    parity=s.parity,
+                    bytesize=s.bytesize,
+                    stopbits=s.stopbits,
+                    timeout=1.0,
+                    retries=0,
+                    reconnect_delay=0,
+                    trace_pdu=read_only_pdu_guard,
+                )
+            else:
+                framer = FramerType.RTU if s.type == "modbus_rtu_over_tcp" else FramerType.SOCKET
+                self._client = AsyncModbusTcpClient(
+                    s.host,
+                    port=s.port,
+                    framer=framer,
+                    timeout=1.0,
+                    retries=0,
+                    reconnect_delay=0,
+                    trace_pdu=read_only_pdu_guard,
+                )
+        return self._client
+
+    def _configure(self, timeout: float, retries: int) -> None:
+        # Devices sharing the client may set different timeouts/retries; pymodbus reads both
+        # from its transaction manager on every request.
+        self.client.ctx.comm_params.timeout_connect = timeout
+        self.client.ctx.retries = retries
+
+    def _cannot_connect(self) -> Unavailable:
+        s = self.source
+        if not isinstance(s, ModbusRtuSource):
+            return Unavailable(f"cannot connect to {self.label}")
+        if not os.path.exists(s.port):
+            why = "no such device"
+        elif not os.access(s.port, os.R_OK | os.W_OK):
+            why = "permission denied (is the user in the 'dialout' group?)"
+        else:
+            why = "in use by another program, or not a serial port"
+        return Unavailable(f"cannot open serial port {s.port}: {why}")
+
+    async def _ensure_connected(self) -> None:
+        if self.client.connected:
+            return
+        if not await self.client.connect():
+            raise self._cannot_connect()
+        self._ready_at = asyncio.get_running_loop().time() + self._timing.after_connect
+
+    async def _quiet(self) -> None:
+        loop = asyncio.get_running_loop()
+        wait = max(self._ready_at, self._idle_since + self._timing.between) - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def read(
+        self, read: Read, unit: int, timeout: float, retries: int
+    ) -> list[int] | list[bool]:
+        """One planned read of ``unit``: waits its turn, retries a busy answer."""
+        attempt = 0
+        while True:
+            async with self.lock:
+                self._configure(timeout, retries)
+                await self._ensure_connected()
+                await self._quiet()
+                try:
+                    return await modbus_read(
+                        self.client, read.function_code, read.address, read.count, unit
+                    )
+                except ModbusExceptionResponse as exc:
+                    if exc.code != BUSY or attempt >= retries:
+                        raise
+                except ModbusIOException as exc:
+                    if "No response" not in str(exc):
+                        raise
+                    raise Unavailable(
+                        f"no response within {timeout:g} s ({retries + 1} attempt(s))"
+                    ) from exc
+                finally:
+                    self._idle_since = asyncio.get_running_loop().time()
+            # Busy: give the device a moment, and the connection to the other units meanwhile.
+            attempt += 1
+            await asyncio.sleep(_BUSY_PAUSE_S * attempt)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
