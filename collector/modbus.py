@@ -61,7 +61,12 @@ log = logging.getLogger(__name__)
 _ILLEGAL_FUNCTION, _ILLEGAL_ADDRESS, _ILLEGAL_VALUE = 1, 2, 3
 # The device answered but refuses this read: a profile/config problem, not an outage.
 _CONFIG_CODES = frozenset({_ILLEGAL_FUNCTION, _ILLEGAL_ADDRESS, _ILLEGAL_VALUE})
-_HEALTH_UNITS = {"device_up": "", "poll_latency": "s", "consecutive_failures": ""}
+_HEALTH_UNITS = {
+    "device_up": "",
+    "poll_latency": "s",
+    "consecutive_failures": "",
+    "last_ok_age": "s",  # seconds since the last good read: how stale the device's data is
+}
 
 
 @dataclass
@@ -297,6 +302,8 @@ class ModbusCollector:
         if h.up:
             health.append(("poll_latency", latency))
         health.append(("consecutive_failures", float(h.consecutive_failures)))
+        if h.last_ok is not None:
+            health.append(("last_ok_age", (t - h.last_ok).total_seconds()))
         for metric, value in health:
             readings.append(
                 Reading(t, p.device.id, metric, value, _HEALTH_UNITS[metric], Quality.GOOD, p.tags)

@@ -58,7 +58,7 @@ def _check(expected: dict[str, Any], readings: Sequence[Reading]) -> None:
     absent = {m for m, e in expected.items() if e == "absent"}
     assert not absent & set(got), f"should be absent: {sorted(absent & set(got))}"
     listed = set(expected) - absent
-    unexpected = set(got) - listed - {"poll_latency"}
+    unexpected = set(got) - listed - {"poll_latency", "last_ok_age"}
     assert not unexpected, f"readings not in expected.yaml: {sorted(unexpected)}"
     for metric in sorted(listed):
         assert metric in got, f"no reading for {metric}"

@@ -139,6 +139,7 @@ def test_one_poll_of_each_shipped_profile_gives_the_values_the_device_holds() ->
                         "device_up",
                         "poll_latency",
                         "consecutive_failures",
+                        "last_ok_age",
                     }
                     for reg in profile.registers:
                         r = got[reg.metric]
@@ -149,6 +150,7 @@ def test_one_poll_of_each_shipped_profile_gives_the_values_the_device_holds() ->
                     assert 0 < got["poll_latency"].value < 1.0
                     assert got["poll_latency"].unit == "s"
                     assert got["consecutive_failures"].value == 0.0
+                    assert got["last_ok_age"].value == 0.0
                     for r in got.values():
                         # One timestamp per poll: the poll's start, truncated to the millisecond.
                         assert r.time == datetime(2024, 5, 1, 8, 0, 0, 123000, tzinfo=UTC)
@@ -253,6 +255,7 @@ def test_dead_unit_goes_down_within_three_intervals_while_its_neighbour_keeps_po
             assert all(r.value == 0.0 for r in down)  # emitted on every attempt while down
             assert [r.value for r in sink.of("dead", "consecutive_failures")] == [1.0, 2.0, 3.0]
             assert not sink.of("dead", "poll_latency")
+            assert not sink.of("dead", "last_ok_age")  # never read: there is no last good read
             assert not sink.of("dead", "voltage_a")
             first_down = (down[0].time - sink.batches[0][0].time).total_seconds()
             assert first_down < 3 * 0.2

@@ -29,7 +29,7 @@ from tests.collector.test_modbus import ELEVATOR, POWER, WATER, Sink, by_metric,
 
 LOG = "collector.modbus"
 PM = "generic_power_meter_3p"
-HEALTH = {"device_up", "poll_latency", "consecutive_failures"}
+HEALTH = {"device_up", "poll_latency", "consecutive_failures", "last_ok_age"}
 
 
 @pytest.fixture
