@@ -10,6 +10,7 @@ from types import MappingProxyType
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
+_ZERO = timedelta(0)
 _EMPTY_TAGS: Mapping[str, str] = MappingProxyType({})
 
 
@@ -44,9 +45,12 @@ class Reading:
 
     def __post_init__(self) -> None:
         t = self.time
-        if t.tzinfo is None:
+        tz = t.tzinfo
+        if tz is UTC:  # what collectors pass: nothing to check or convert
+            return
+        if tz is None:
             raise ValueError(f"Reading.time must be timezone-aware (device {self.device!r})")
-        if t.utcoffset() != timedelta(0):
+        if t.utcoffset() != _ZERO:
             object.__setattr__(self, "time", t.astimezone(UTC))
 
     @property
