@@ -9,6 +9,7 @@ from alerts.tickets import (
     TicketRecord,
     TicketStatus,
     TicketStore,
+    TicketTransitionError,
 )
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "TicketRecord",
     "TicketStatus",
     "TicketStore",
+    "TicketTransitionError",
     "fingerprint",
 ]

@@ -14,6 +14,8 @@ A writer that loses a race gets an ``IntegrityError``; the methods here turn tha
 second ticket request becomes an occurrence on the first ticket.
 
 Every time is a timezone-aware UTC ``datetime`` going in and coming out, on both databases.
+The schema is created and upgraded by the Alembic migrations in ``alerts/migrations`` when a
+store is opened.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
+from alembic import command
+from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -39,6 +44,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     select,
     text,
     update,
@@ -68,6 +74,14 @@ SLA_BY_PRIORITY: Mapping[Priority, timedelta] = {
 TICKET_NUMBER_PREFIX = "WO-"
 SYSTEM_ACTOR = "facmon"  # ``who`` of the events facmon itself writes
 MAX_PAGE = 500  # largest page list_tickets returns
+# D4: a new episode this soon after its ticket was resolved or closed reopens that ticket.
+DEFAULT_REOPEN_WINDOW = timedelta(hours=24)
+# T4: fault classes whose ticket facmon itself resolves when the alert resolves (a device that
+# answers again needs no repair); every other class only gets a "condition cleared" note.
+AUTO_RESOLVE_CLASSES: frozenset[str] = frozenset({"communication_loss"})
+_MIGRATIONS = Path(__file__).parent / "migrations"
+# Serialises concurrent schema upgrades of one PostgreSQL database (any constant works).
+_PG_MIGRATION_LOCK = 0x66AC_0005
 
 # A transaction that lost a race is retried this many times in all.
 _ATTEMPTS = 3
@@ -93,13 +107,20 @@ def due_time(created_at: datetime, priority: Priority) -> datetime:
 class AlertState(StrEnum):
     """States of an alert instance. INACTIVE is never stored: it is the absence of a row.
 
-    RECOVERING and NODATA (A5, A8) come with the full engine.
+    RECOVERING: the clear level was reached and ``keep_firing_for`` (or the chatter hold) runs;
+    NODATA: the episode continues but no sample arrived for ``stale_after`` (A8).
     """
 
     INACTIVE = "INACTIVE"
     PENDING = "PENDING"
     FIRING = "FIRING"
+    RECOVERING = "RECOVERING"
+    NODATA = "NODATA"
     RESOLVED = "RESOLVED"
+
+
+class TicketTransitionError(ValueError):
+    """A ticket status change that the lifecycle does not allow, or an unknown ticket."""
 
 
 class TicketStatus(StrEnum):
@@ -149,8 +170,8 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 # -- schema -----------------------------------------------------------------------------------
-# Tables are created with metadata.create_all for now; Alembic migrations replace that in the
-# follow-up issue, before the schema is changed for the first time on a deployed site.
+# The models below and alerts/migrations must agree; a test compares the migrated schema with
+# them, so a column added here without a revision fails the suite.
 class _Base(DeclarativeBase):
     pass
 
@@ -171,6 +192,15 @@ class _AlertRow(_Base):
     fired_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_value: Mapped[float | None] = mapped_column(Float)  # value at the last transition
+    # Start of the current RECOVERING spell (A5, A6); None in every other state.
+    recovering_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Fire/clear cycles within this episode; more than one means the condition chattered (A12).
+    cycles: Mapped[int] = mapped_column(Integer, default=0)
+    # Held open because it chattered (A12): resolves only after a quiet chatter window.
+    chattering: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The latest acknowledgement (A10); it changes no state.
+    acked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    acked_by: Mapped[str | None] = mapped_column(String(64))
     # Not a foreign key: tickets.source_alert_id already points the other way, and a cycle of
     # foreign keys needs ALTER TABLE ADD CONSTRAINT, which SQLite does not have.
     ticket_id: Mapped[int | None] = mapped_column(Integer)
@@ -204,6 +234,10 @@ class _TicketRow(_Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     source_alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Times the ticket came back within the reopen window: repeat repairs (D4).
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (
         Index(
@@ -229,6 +263,10 @@ class _TicketEventRow(_Base):
     kind: Mapped[str] = mapped_column(String(32))
     note: Mapped[str] = mapped_column(Text, default="")
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
+
+
+# The schema the migrations must produce (alerts/migrations/env.py compares against it).
+metadata = _Base.metadata
 
 
 # -- records handed out (plain values: no session, no lazy loading) ---------------------------
@@ -261,6 +299,11 @@ class AlertRecord:
     resolved_at: datetime | None
     last_value: float | None
     ticket_id: int | None
+    recovering_since: datetime | None = None
+    cycles: int = 0
+    chattering: bool = False
+    acked_at: datetime | None = None
+    acked_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +337,9 @@ class TicketRecord:
     updated_at: datetime
     source_alert_id: int | None
     occurrences: int
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    reopen_count: int = 0
 
     @property
     def is_open(self) -> bool:
@@ -349,6 +395,11 @@ def _alert(row: _AlertRow) -> AlertRecord:
         resolved_at=row.resolved_at,
         last_value=row.last_value,
         ticket_id=row.ticket_id,
+        recovering_since=row.recovering_since,
+        cycles=row.cycles or 0,
+        chattering=bool(row.chattering),
+        acked_at=row.acked_at,
+        acked_by=row.acked_by,
     )
 
 
@@ -367,6 +418,9 @@ def _ticket(row: _TicketRow) -> TicketRecord:
         updated_at=row.updated_at,
         source_alert_id=row.source_alert_id,
         occurrences=row.occurrences,
+        resolved_at=row.resolved_at,
+        closed_at=row.closed_at,
+        reopen_count=row.reopen_count or 0,
     )
 
 
@@ -387,11 +441,34 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 # -- the store --------------------------------------------------------------------------------
+def upgrade_schema(engine: Any) -> None:
+    """Bring the database at ``engine`` to the newest schema (Alembic ``upgrade head``)."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two processes starting together must not both create the tables.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        tables = set(inspect(conn).get_table_names())
+        if "alerts" in tables and "alembic_version" not in tables:
+            # Made by create_all before the migrations existed: refuse rather than guess.
+            raise RuntimeError(
+                "the ticket database predates its migrations (tables but no alembic_version); "
+                "move it away so facmon can create a new one"
+            )
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
 class TicketStore:
     """Alert state and tickets in the database at ``url`` (any SQLAlchemy URL; tested with
-    ``sqlite:///path`` and ``postgresql+psycopg://...``). Tables are created if missing."""
+    ``sqlite:///path`` and ``postgresql+psycopg://...``). The schema is migrated to the newest
+    revision on open. ``reopen_window``: see D4 and :data:`DEFAULT_REOPEN_WINDOW`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, reopen_window: timedelta = DEFAULT_REOPEN_WINDOW) -> None:
+        if reopen_window < timedelta(0):
+            raise ValueError("reopen_window must not be negative")
+        self._reopen_window = reopen_window
         u = make_url(url)
         kwargs: dict[str, Any] = {}
         if u.get_backend_name() == "sqlite":
@@ -407,7 +484,11 @@ class TicketStore:
         self._engine = create_engine(u, **kwargs)
         if u.get_backend_name() == "sqlite":
             event.listen(self._engine, "connect", _sqlite_pragmas)
-        _Base.metadata.create_all(self._engine)
+        try:
+            upgrade_schema(self._engine)
+        except BaseException:
+            self._engine.dispose()
+            raise
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -415,7 +496,8 @@ class TicketStore:
 
     # -- alerts -------------------------------------------------------------------------------
     def unresolved_alerts(self) -> list[AlertRecord]:
-        """Every alert that is PENDING or FIRING: the engine's state after a restart (A13)."""
+        """Every alert not yet resolved (PENDING, FIRING, RECOVERING, NODATA): the engine's
+        state after a restart (A13)."""
         with self._sessions() as s:
             rows = s.scalars(
                 select(_AlertRow).where(_AlertRow.resolved_at.is_(None)).order_by(_AlertRow.id)
@@ -507,27 +589,111 @@ class TicketStore:
     def resolve_alert(
         self, alert: AlertRecord, at: datetime, value: float, note: str = ""
     ) -> AlertRecord:
-        """FIRING -> RESOLVED. Its ticket is only noted "condition cleared": an alert
-        resolving never closes a ticket (T4). Raises :class:`AlertConflict` if not FIRING."""
+        """End the episode (FIRING, RECOVERING or NODATA -> RESOLVED). An alert resolving never
+        closes its ticket: it notes "condition cleared", and resolves the ticket only for the
+        fault classes in :data:`AUTO_RESOLVE_CLASSES` (T4). Raises :class:`AlertConflict` if
+        the alert is no longer in ``alert.state``."""
         at = _utc(at)
 
         def txn(s: Session) -> AlertRecord:
             self._transition(
                 s,
                 alert,
-                AlertState.FIRING,
+                alert.state,
                 state=AlertState.RESOLVED.value,
                 resolved_at=at,
+                recovering_since=None,
                 last_value=value,
             )
             if alert.ticket_id is not None:
+                note_ = note or "condition cleared"
+                self._add_event(s, alert.ticket_id, at, "condition_cleared", note_, alert.id)
+                ticket = s.get(_TicketRow, alert.ticket_id)
+                if (
+                    ticket is not None
+                    and ticket.fault_class in AUTO_RESOLVE_CLASSES
+                    and TicketStatus(ticket.status) in OPEN_STATUSES
+                ):
+                    self._set_status(
+                        s, ticket, TicketStatus.RESOLVED, at, SYSTEM_ACTOR, note_, alert.id
+                    )
+            row = s.get(_AlertRow, alert.id, populate_existing=True)
+            assert row is not None
+            return _alert(row)
+
+        return self._write(alert, txn)
+
+    def move_alert(
+        self,
+        alert: AlertRecord,
+        at: datetime,
+        state: AlertState,
+        *,
+        value: float | None = None,
+        recovering_since: datetime | None = None,
+        cycles: int | None = None,
+        chattering: bool | None = None,
+        severity: str | None = None,
+    ) -> AlertRecord:
+        """Change an unresolved alert's state or fields within its episode (FIRING <->
+        RECOVERING, NODATA, a severity rise). No ticket is opened: the episode has one already.
+        A higher ``severity`` raises the ticket's priority (A9). Raises :class:`AlertConflict`
+        if the alert is no longer in ``alert.state``."""
+        if state in (AlertState.INACTIVE, AlertState.PENDING, AlertState.RESOLVED):
+            raise ValueError(f"move_alert cannot enter {state.value}")
+        at = _utc(at)
+        values: dict[str, Any] = {
+            "state": state.value,
+            "recovering_since": _utc(recovering_since) if recovering_since else None,
+        }
+        if value is not None:
+            values["last_value"] = value
+        if cycles is not None:
+            values["cycles"] = cycles
+        if chattering is not None:
+            values["chattering"] = chattering
+        if severity is not None:
+            values["severity"] = severity
+
+        def txn(s: Session) -> AlertRecord:
+            self._transition(s, alert, alert.state, **values)
+            if severity is not None and alert.ticket_id is not None:
+                ticket = s.get(_TicketRow, alert.ticket_id)
+                priority = priority_for(severity)
+                if (
+                    ticket is not None
+                    and TicketStatus(ticket.status) in OPEN_STATUSES
+                    and priority < ticket.priority
+                ):
+                    note = f"severity {severity}: priority {ticket.priority} -> {priority}"
+                    due = min(ticket.due_at, due_time(ticket.created_at, priority))
+                    s.execute(
+                        update(_TicketRow)
+                        .where(_TicketRow.id == ticket.id)
+                        .values(priority=priority, due_at=due)
+                    )
+                    self._add_event(s, ticket.id, at, "priority_raised", note, alert.id)
+            row = s.get(_AlertRow, alert.id, populate_existing=True)
+            assert row is not None
+            return _alert(row)
+
+        return self._write(alert, txn)
+
+    def acknowledge_alert(
+        self, alert: AlertRecord, who: str, at: datetime, note: str = ""
+    ) -> AlertRecord:
+        """Record that ``who`` saw the alert (A10): no state changes; its ticket gets an
+        ``alert_acknowledged`` event. Raises :class:`AlertConflict` if the alert moved."""
+        if not who.strip():
+            raise ValueError("an acknowledgement needs who gave it")
+        at = _utc(at)
+
+        def txn(s: Session) -> AlertRecord:
+            self._transition(s, alert, alert.state, acked_at=at, acked_by=who)
+            if alert.ticket_id is not None:
+                text_ = note or f"alert {alert.rule_id} acknowledged ({alert.state.value})"
                 self._add_event(
-                    s,
-                    alert.ticket_id,
-                    at,
-                    "condition_cleared",
-                    note or "condition cleared",
-                    alert.id,
+                    s, alert.ticket_id, at, "alert_acknowledged", text_, alert.id, who=who
                 )
             row = s.get(_AlertRow, alert.id, populate_existing=True)
             assert row is not None
@@ -609,6 +775,61 @@ class TicketStore:
                 s, ticket_id, now, "condition_cleared", note or "condition cleared", alert_id
             )
 
+    def resolve_ticket(
+        self, ticket_id: int, now: datetime, who: str, note: str = ""
+    ) -> TicketRecord:
+        """Mark the repair done (any open status -> RESOLVED), as ``who`` (T2)."""
+        return self._change_status(ticket_id, TicketStatus.RESOLVED, now, who, note)
+
+    def close_ticket(self, ticket_id: int, now: datetime, who: str, note: str) -> TicketRecord:
+        """RESOLVED -> CLOSED after verification; the verification note is required (T5)."""
+        if not note.strip():
+            raise TicketTransitionError("closing a ticket needs a verification note (T5)")
+        return self._change_status(ticket_id, TicketStatus.CLOSED, now, who, note)
+
+    def _change_status(
+        self, ticket_id: int, to: TicketStatus, now: datetime, who: str, note: str
+    ) -> TicketRecord:
+        if not who.strip():
+            raise TicketTransitionError("a ticket change needs who made it (T2)")
+        now = _utc(now)
+        with self._sessions.begin() as s:
+            # FOR UPDATE (ignored by SQLite, which serialises writers anyway) keeps two people
+            # from moving one ticket past each other.
+            row = s.scalars(
+                select(_TicketRow).where(_TicketRow.id == ticket_id).with_for_update()
+            ).first()
+            if row is None:
+                raise TicketTransitionError(f"no ticket {ticket_id}")
+            current = TicketStatus(row.status)
+            allowed = _TRANSITIONS.get(to, frozenset())
+            if current not in allowed:
+                raise TicketTransitionError(
+                    f"ticket {row.number} is {current.value}; cannot become {to.value}"
+                )
+            self._set_status(s, row, to, now, who, note, None)
+            s.flush()
+            s.refresh(row)
+            return _ticket(row)
+
+    def _set_status(
+        self,
+        s: Session,
+        row: _TicketRow,
+        to: TicketStatus,
+        at: datetime,
+        who: str,
+        note: str,
+        alert_id: int | None,
+    ) -> None:
+        values: dict[str, Any] = {"status": to.value}
+        if to is TicketStatus.RESOLVED:
+            values["resolved_at"] = at
+        elif to is TicketStatus.CLOSED:
+            values["closed_at"] = at
+        s.execute(update(_TicketRow).where(_TicketRow.id == row.id).values(**values))
+        self._add_event(s, row.id, at, to.value.lower(), note, alert_id, who=who)
+
     def list_tickets(
         self,
         *,
@@ -666,6 +887,9 @@ class TicketStore:
         ).first()
         priority = req.priority
         if row is None:
+            reopened = self._reopen(s, req, now, alert_id)
+            if reopened is not None:
+                return reopened
             row = _TicketRow(
                 title=req.title,
                 device=req.device,
@@ -707,6 +931,52 @@ class TicketStore:
         log.debug("ticket %s: occurrence %d", row.number, row.occurrences)
         return row
 
+    def _reopen(
+        self, s: Session, req: TicketRequest, now: datetime, alert_id: int | None
+    ) -> _TicketRow | None:
+        """D4: the newest resolved/closed ticket of this device and fault class comes back if
+        it was finished less than the reopen window ago; it counts as a repeat repair."""
+        prev = s.scalars(
+            select(_TicketRow)
+            .where(
+                _TicketRow.device == req.device,
+                _TicketRow.fault_class == req.fault_class,
+                _TicketRow.status.in_([TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value]),
+            )
+            .order_by(_TicketRow.id.desc())
+        ).first()
+        if prev is None:
+            return None
+        finished = prev.closed_at or prev.resolved_at
+        if finished is None or now - finished > self._reopen_window:
+            return None
+        priority = min(prev.priority, req.priority)
+        res = s.execute(
+            update(_TicketRow)
+            .where(_TicketRow.id == prev.id, _TicketRow.status == prev.status)
+            .values(
+                status=TicketStatus.REOPENED.value,
+                occurrences=_TicketRow.occurrences + 1,
+                reopen_count=_TicketRow.reopen_count + 1,
+                priority=priority,
+                # The repeat repair is a new job with its own deadline.
+                due_at=due_time(now, cast(Priority, priority)),
+                resolved_at=None,
+                closed_at=None,
+            )
+        )
+        if _rowcount(res) != 1:
+            # Another writer reopened it first: the caller's retry finds it open.
+            raise IntegrityError("ticket reopened concurrently", None, Exception("race"))
+        note = f"reopened within {self._reopen_window} of {prev.status.lower()} (repeat repair)"
+        if req.note:
+            note += f": {req.note}"
+        self._add_event(s, prev.id, now, "reopened", note, alert_id)
+        s.flush()
+        s.refresh(prev)
+        log.debug("ticket %s reopened", prev.number)
+        return prev
+
     def _add_event(
         self,
         s: Session,
@@ -715,12 +985,13 @@ class TicketStore:
         kind: str,
         note: str,
         alert_id: int | None,
+        who: str = SYSTEM_ACTOR,
     ) -> None:
         s.add(
             _TicketEventRow(
                 ticket_id=ticket_id,
                 at=at,
-                who=SYSTEM_ACTOR,
+                who=who,
                 kind=kind,
                 note=note,
                 alert_id=alert_id,
@@ -731,6 +1002,13 @@ class TicketStore:
             .where(_TicketRow.id == ticket_id, _TicketRow.updated_at < at)
             .values(updated_at=at)
         )
+
+
+# Status changes people make through resolve_ticket/close_ticket: target -> allowed sources.
+_TRANSITIONS: Mapping[TicketStatus, frozenset[TicketStatus]] = {
+    TicketStatus.RESOLVED: frozenset(OPEN_STATUSES),
+    TicketStatus.CLOSED: frozenset({TicketStatus.RESOLVED}),
+}
 
 
 class _Stale(Exception):

@@ -2,6 +2,7 @@
 
 from collector.codec import decode, encode, quality_of
 from collector.modbus import DeviceHealth, ModbusCollector
+from collector.mqtt import MqttCollector, MqttStats
 from collector.planner import Read, plan
 from collector.profile import (
     Profile,
@@ -16,6 +17,8 @@ from collector.tags import device_tags
 __all__ = [
     "DeviceHealth",
     "ModbusCollector",
+    "MqttCollector",
+    "MqttStats",
     "Profile",
     "ProfileError",
     "Read",

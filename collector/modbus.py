@@ -25,7 +25,7 @@ from types import MappingProxyType
 
 from pymodbus.exceptions import ModbusException
 
-from collector.codec import decode_raw, quality_of, scaled
+from collector.codec import BlockDecoder, block_decoder
 from collector.hygiene import CounterGuard
 from collector.planner import Read, apply_overrides, device_reads, plan
 from collector.profile import Profile, ProfileError, load_profile
@@ -42,7 +42,7 @@ from collector.transport import (
     modbus_read,
     read_only_pdu_guard,
 )
-from config.models import Device
+from config.models import Device, ModbusSource, MqttSource
 from store.reading import Quality, Reading
 
 __all__ = [
@@ -87,6 +87,7 @@ class DeviceHealth:
 @dataclass
 class _Poller:
     device: Device
+    source: ModbusSource
     profile: Profile
     reads: list[Read]
     conn: Connection
@@ -98,10 +99,18 @@ class _Poller:
     health: DeviceHealth
     down_logged: bool = False
     reported: set[tuple[object, ...]] = field(default_factory=set)
+    # Built on first use per read; keyed by id: reads live in ``reads`` as long as they are used.
+    decoders: dict[int, tuple[Read, BlockDecoder]] = field(default_factory=dict)
+
+    def decoder(self, read: Read) -> BlockDecoder:
+        hit = self.decoders.get(id(read))
+        if hit is None or hit[0] is not read:
+            hit = self.decoders[id(read)] = (read, block_decoder(read.registers, read.count))
+        return hit[1]
 
     @property
     def where(self) -> str:
-        return describe_source(self.device.source)
+        return describe_source(self.source)
 
 
 def _utcnow() -> datetime:
@@ -127,7 +136,8 @@ class ModbusCollector:
     ``sink`` is called from the event loop with every reading of one device poll (metrics plus
     ``device_up``, ``poll_latency`` when up, ``consecutive_failures``); it should be quick
     (e.g. append to the outbox). Profiles are loaded, per-device overrides applied and reads
-    planned here, so a bad profile or override fails at startup (ValueError naming the device),
+    planned here (devices with another source, e.g. MQTT, are left out), so a bad profile or
+    override fails at startup (ValueError naming the device),
     as do devices that cannot share a connection (one serial port with two baud rates, one
     gateway port spoken to with two framings). ``max_gap``, when given, replaces every
     device's ``source.max_gap``.
@@ -162,6 +172,8 @@ class ModbusCollector:
             if dev.id in self._pollers or dev.id in self.health:
                 raise ValueError(f"device id {dev.id!r} appears twice")
             src = dev.source
+            if isinstance(src, MqttSource):
+                continue  # fed by the MQTT collector; it has nothing to poll
             if max_gap is not None:
                 src = src.model_copy(update={"max_gap": max_gap})
             try:
@@ -185,6 +197,7 @@ class ModbusCollector:
             health = self.health[dev.id] = DeviceHealth()
             self._pollers[dev.id] = _Poller(
                 device=dev,
+                source=src,
                 profile=profile,
                 reads=reads,
                 conn=conn,
@@ -331,7 +344,7 @@ class ModbusCollector:
 
     async def _read_into(self, p: _Poller, read: Read, t: datetime, out: list[Reading]) -> None:
         try:
-            words = await p.conn.read(read, p.device.source.unit_id, p.timeout, p.retries)
+            words = await p.conn.read(read, p.source.unit_id, p.timeout, p.retries)
         except ModbusExceptionResponse as exc:
             if exc.code not in _CONFIG_CODES:
                 raise
@@ -353,19 +366,14 @@ class ModbusCollector:
                     p.profile.name,
                 )
             return
-        for reg, offset in read.registers:
-            try:
-                raw = decode_raw(reg, words[offset : offset + reg.count])
-                quality = quality_of(reg, raw)
-                value = scaled(reg, raw)
-            except (ValueError, TypeError) as exc:
+        for reg, value, quality in p.decoder(read).decode(words):
+            if value is None:
                 self._report_once(
                     p,
                     ("decode", reg.metric),
-                    "device %s: cannot decode %r: %s",
+                    "device %s: cannot decode %r",
                     p.device.id,
                     reg.metric,
-                    exc,
                 )
                 continue
             if not math.isfinite(value):

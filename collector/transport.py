@@ -30,7 +30,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, Modbu
 from pymodbus.exceptions import ModbusIOException
 
 from collector.planner import Read
-from config.models import ModbusRtuSource, ModbusSource
+from config.models import ModbusRtuSource, ModbusSource, MqttSource
 
 __all__ = [
     "READ_FUNCTION_CODES",
@@ -139,7 +139,7 @@ async def modbus_read(
             raise Unavailable(f"short response: {len(bits)} of {count} bits")
         # Bits come padded to whole bytes.
         return bits[:count]
-    words = [int(w) for w in rr.registers]
+    words = list(rr.registers)  # ints already: a C-level copy, not int() per word
     if len(words) != count:
         raise Unavailable(f"response has {len(words)} registers, asked for {count}")
     return words
@@ -164,9 +164,11 @@ def _line(source: ModbusRtuSource) -> str:
     return f"{source.baudrate} {source.bytesize}{source.parity}{source.stopbits}"
 
 
-def describe_source(source: ModbusSource) -> str:
+def describe_source(source: ModbusSource | MqttSource) -> str:
     """How an operator names where a device is, e.g. ``modbus_rtu_over_tcp 192.0.2.30:4001
-    unit 3`` or ``modbus_rtu /dev/ttyUSB0 9600 8N1 unit 2``."""
+    unit 3``, ``modbus_rtu /dev/ttyUSB0 9600 8N1 unit 2`` or ``mqtt topic site/+/leak``."""
+    if isinstance(source, MqttSource):
+        return f"mqtt topic {source.topic}" if source.topic else "mqtt"
     if isinstance(source, ModbusRtuSource):
         return f"{source.type} {source.port} {_line(source)} unit {source.unit_id}"
     return f"{source.type} {source.host}:{source.port} unit {source.unit_id}"

@@ -283,7 +283,44 @@ class ModbusRtuSource(_ModbusSource):
 
 
 ModbusSource = ModbusTcpSource | ModbusRtuOverTcpSource | ModbusRtuSource
-Source = Annotated[ModbusSource, Field(discriminator="type")]
+
+
+def topic_filter_problem(topic: str) -> str | None:
+    """Why ``topic`` is not a valid MQTT topic filter, or None when it is."""
+    if not topic:
+        return "must not be empty"
+    if "\x00" in topic:
+        return "must not contain NUL characters"
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return "'#' must be a whole level and the last one, e.g. site/#"
+        if "+" in level and level != "+":
+            return "'+' must be a whole level, e.g. site/+/temp"
+    return None
+
+
+class MqttSource(_Model):
+    type: Literal["mqtt"] = Field(
+        description="Readings arrive over MQTT (the site's 'mqtt' block says how); declaring the "
+        "device lets facmon tag its readings and count messages from undeclared devices"
+    )
+    topic: str | None = Field(
+        default=None,
+        description="Accept this device's readings only from topics matching this filter "
+        "(+/# wildcards); default: from any subscription",
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _valid_filter(cls, v: str | None) -> str | None:
+        why = None if v is None else topic_filter_problem(v)
+        if why:
+            raise ValueError(f"topic filter {why}")
+        return v
+
+
+Source = Annotated[ModbusSource | MqttSource, Field(discriminator="type")]
 
 
 class Device(_Model):
@@ -416,6 +453,10 @@ class Selector(_Model):
     tags: dict[str, str] = Field(default_factory=dict, description="Match devices with these tags")
 
 
+# Rule id of the built-in communication-loss alert (A8); configured rules cannot take it.
+COMMUNICATION_LOSS_RULE = "communication_loss"
+
+
 class ThresholdRule(_Model):
     id: Ident = Field(description="Rule id; part of the alert fingerprint")
     name: str = Field(description="Text shown in alerts and tickets")
@@ -424,20 +465,66 @@ class ThresholdRule(_Model):
     above: float | None = Field(default=None, description="Trip when the value exceeds this")
     below: float | None = Field(default=None, description="Trip when the value falls below this")
     clear: float | None = Field(
-        default=None, description="Clear level (hysteresis); default: the trip level"
+        default=None,
+        description="Clear level (hysteresis); default: the trip level minus 'deadband' for "
+        "'above', plus 'deadband' for 'below'",
+    )
+    deadband: float | None = Field(
+        default=None,
+        ge=0,
+        description="Distance of the default clear level from the trip level; not together "
+        "with 'clear'; default 0",
     )
     for_: Duration = Field(
         default=timedelta(0), alias="for", description="Condition must hold this long to fire"
+    )
+    keep_firing_for: Duration = Field(
+        default=timedelta(0),
+        description="After the clear level is reached, the alert stays RECOVERING this long and "
+        "a new trip meanwhile continues the same episode; 0 resolves at once",
+    )
+    stale_after: Duration | None = Field(
+        default=None,
+        description="No sample of the metric for this long: the alert shows NODATA (missing "
+        "data never resolves it); default 2 x the device's poll interval",
     )
     severity: Severity = Field(default="major", description="critical | major | minor | ...")
     fault_class: str = Field(
         description="Fault class of the ticket it opens, e.g. 'elevator_fault'"
     )
+    latched: bool = Field(
+        default=False,
+        description="After the condition clears the alert stays visible (RECOVERING) until a "
+        "person acknowledges the return to normal, e.g. entrapment or over-temperature",
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v == COMMUNICATION_LOSS_RULE:
+            raise ValueError(f"rule id {v!r} is reserved for the built-in communication-loss alert")
+        return v
+
+    @field_validator("keep_firing_for", "for_")
+    @classmethod
+    def _sane_hold(cls, v: timedelta) -> timedelta:
+        if not timedelta(0) <= v <= timedelta(days=7):
+            raise ValueError("must be between 0s and 7d")
+        return v
+
+    @field_validator("stale_after")
+    @classmethod
+    def _sane_stale(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and not timedelta(seconds=1) <= v <= timedelta(days=1):
+            raise ValueError("must be between 1s and 1d")
+        return v
 
     @model_validator(mode="after")
     def _one_limit(self) -> ThresholdRule:
         if (self.above is None) == (self.below is None):
             raise ValueError("give exactly one of 'above' or 'below'")
+        if self.clear is not None and self.deadband is not None:
+            raise ValueError("give either 'clear' or 'deadband', not both")
         # The clear level sits on the normal side of the trip level (hysteresis, A4).
         if self.clear is not None:
             if self.above is not None and self.clear > self.above:
@@ -445,6 +532,22 @@ class ThresholdRule(_Model):
             if self.below is not None and self.clear < self.below:
                 raise ValueError(f"clear ({self.clear}) must not be below 'below' ({self.below})")
         return self
+
+    @property
+    def trip_level(self) -> float:
+        level = self.above if self.above is not None else self.below
+        assert level is not None  # the validator requires exactly one of above/below
+        return level
+
+    @property
+    def clear_level(self) -> float:
+        """The level that ends the condition (A4)."""
+        if self.clear is not None:
+            return self.clear
+        deadband = self.deadband or 0.0
+        if self.above is not None:
+            return self.above - deadband
+        return self.trip_level + deadband
 
 
 class Person(_Model):
@@ -466,6 +569,214 @@ class OnCall(_Model):
     )
 
 
+MQTT_TEMPLATE_FIELD = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+MqttFormat = Literal["json", "number", "influx_line"]
+
+
+def _protocol(v: Any) -> Any:
+    # YAML reads `protocol: 5` as a number and `protocol: 3.1.1` as text.
+    return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+
+class MqttTls(_Model):
+    ca_file: Path | None = Field(
+        default=None, description="CA certificates (PEM) to verify the broker; default: system"
+    )
+    cert_file: Path | None = Field(
+        default=None, description="Client certificate (PEM), for brokers that require one"
+    )
+    key_file: Path | None = Field(default=None, description="Private key of the client certificate")
+    verify: bool = Field(
+        default=True,
+        description="Verify the broker's certificate and host name; turn off only for testing",
+    )
+
+
+class MqttField(_Model):
+    path: str = Field(
+        min_length=1,
+        description="Where the value is in the JSON payload, dot notation for nested objects "
+        "(e.g. 'sensors.temp'); a list index is a number ('probes.0.t')",
+    )
+    unit: str | None = Field(default=None, description="Unit of the value, e.g. '°C'")
+
+
+class MqttSubscription(_Model):
+    topic: str = Field(description="Topic filter to subscribe to, e.g. 'site/+/+/temperature'")
+    qos: Literal[0, 1, 2] = Field(
+        default=1,
+        description="0 at most once, 1 at least once (acknowledged after the readings are on "
+        "disk; the safe choice), 2 exactly once on the wire",
+    )
+    template: str | None = Field(
+        default=None,
+        description="Names for topic levels, e.g. 'site/{building}/{device}/{metric}': "
+        "{device} and {metric} bind the level to the device id and metric name",
+    )
+    format: MqttFormat = Field(
+        default="json", description="Payload format: json | number | influx_line"
+    )
+    device: Ident | None = Field(
+        default=None,
+        description="Device id of every message, when neither the topic nor the payload names it",
+    )
+    device_field: str | None = Field(
+        default=None, description="JSON: path of the device id in the payload (dot notation)"
+    )
+    metric: str | None = Field(
+        default=None, description="number: metric name when the template has no {metric}"
+    )
+    fields: dict[str, str | MqttField] = Field(
+        default_factory=dict,
+        description="JSON: metric -> value path (dot notation), or {path, unit}; several "
+        "metrics per message",
+    )
+    unit: str = Field(default="", description="Unit of metrics that do not name their own")
+    units: dict[str, str] = Field(
+        default_factory=dict, description="Unit per metric (number and influx_line formats)"
+    )
+    timestamp_field: str | None = Field(
+        default=None,
+        description="JSON: path of the sample time; default: the time facmon received it",
+    )
+    timestamp_unit: Literal["s", "ms", "iso8601"] = Field(
+        default="s",
+        description="Unit of timestamp_field: s or ms since 1970 (UTC), or ISO 8601 text "
+        "(without an offset it is read in the site's time zone)",
+    )
+    line_metric: Literal["field", "measurement"] = Field(
+        default="field",
+        description="influx_line: each field key is a metric (field), or the measurement "
+        "name is the metric of a one-field line (measurement)",
+    )
+    line_device_tag: str = Field(
+        default="device", description="influx_line: tag that holds the device id"
+    )
+    line_precision: Literal["ns", "us", "ms", "s"] = Field(
+        default="ns", description="influx_line: unit of the line timestamps"
+    )
+    max_future: Duration = Field(
+        default=timedelta(minutes=10),
+        description="Samples stamped further ahead of facmon's clock are refused (bad clock)",
+    )
+    max_age: Duration = Field(
+        default=timedelta(days=7), description="Samples stamped longer ago than this are refused"
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _valid_filter(cls, v: str) -> str:
+        why = topic_filter_problem(v)
+        if why:
+            raise ValueError(f"topic filter {why}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttSubscription:
+        names: list[str] = []
+        if self.template is not None:
+            levels = self.template.split("/")
+            filt = self.topic.split("/")
+            for level in levels:
+                m = MQTT_TEMPLATE_FIELD.match(level)
+                if m:
+                    names.append(m.group(1))
+                elif "{" in level or "}" in level or "+" in level or "#" in level:
+                    raise ValueError(f"template level {level!r} must be plain text or one {{name}}")
+            if len(set(names)) != len(names):
+                raise ValueError("template names a level twice")
+            if filt[-1] != "#" and len(levels) != len(filt):
+                raise ValueError(
+                    f"template has {len(levels)} levels but topic {self.topic!r} has {len(filt)}"
+                )
+        has_device = "device" in names or self.device is not None
+        has_metric = "metric" in names
+        if self.format == "json":
+            if not self.fields:
+                raise ValueError("format json needs 'fields' (metric: path in the payload)")
+            if not (has_device or self.device_field):
+                raise ValueError(
+                    "format json needs the device: {device} in the template, 'device' or "
+                    "'device_field'"
+                )
+        elif self.format == "number":
+            if not (has_metric or self.metric):
+                raise ValueError("format number needs {metric} in the template or 'metric'")
+            if not has_device:
+                raise ValueError("format number needs {device} in the template or 'device'")
+        if self.format != "json":
+            unused = [n for n in ("fields", "device_field", "timestamp_field") if getattr(self, n)]
+            if unused:
+                raise ValueError(f"{', '.join(unused)} only apply to format json")
+        if self.max_future < timedelta(0) or self.max_age <= timedelta(0):
+            raise ValueError("max_future must be >= 0 and max_age > 0")
+        return self
+
+
+class MqttSettings(_Model):
+    host: str = Field(description="Broker host name or IP address")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port (8883 for TLS)")
+    protocol: Annotated[Literal["3.1.1", "5"], BeforeValidator(_protocol)] = Field(
+        default="5", description="MQTT protocol version: 3.1.1 or 5"
+    )
+    client_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Client id; must stay the same across restarts for the persistent "
+        "session; default facmon-<site id>",
+    )
+    username: str | None = Field(default=None, description="User name, if the broker needs one")
+    password: SecretStr | None = Field(
+        default=None, description="Password; use ${MQTT_PASSWORD}, never a literal"
+    )
+    tls: MqttTls | None = Field(default=None, description="TLS settings; omit for plain TCP")
+    keepalive: Duration = Field(
+        default=timedelta(seconds=60), description="Keep-alive interval of the connection"
+    )
+    session_expiry: Duration = Field(
+        default=timedelta(days=1),
+        description="How long the broker keeps the session (and queues QoS 1/2 messages) "
+        "while facmon is away (MQTT 5; 3.1.1 brokers use their own setting)",
+    )
+    reconnect_min: Duration = Field(
+        default=timedelta(seconds=1), description="First wait before reconnecting"
+    )
+    reconnect_max: Duration = Field(
+        default=timedelta(seconds=60), description="Longest wait between reconnect attempts"
+    )
+    max_pending: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Messages received but not yet stored; past it facmon stops reading from "
+        "the broker until the store catches up (back-pressure)",
+    )
+    subscriptions: list[MqttSubscription] = Field(
+        min_length=1, description="Topics to subscribe to and how to read their messages"
+    )
+
+    @field_validator("keepalive")
+    @classmethod
+    def _sane_keepalive(cls, v: timedelta) -> timedelta:
+        if not timedelta(seconds=5) <= v <= timedelta(seconds=65535):
+            raise ValueError("must be between 5s and 65535s")
+        return v
+
+    @field_validator("reconnect_min", "reconnect_max")
+    @classmethod
+    def _sane_backoff(cls, v: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= v <= timedelta(hours=1):
+            raise ValueError("must be between 1s and 1h (whole seconds)")
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MqttSettings:
+        if self.reconnect_min > self.reconnect_max:
+            raise ValueError("reconnect_min must not exceed reconnect_max")
+        return self
+
+
 class SiteConfig(_Model):
     site: Site = Field(description="The site")
     buildings: list[Building] = Field(min_length=1, description="Buildings of the site")
@@ -479,6 +790,9 @@ class SiteConfig(_Model):
     tickets: Tickets = Field(default_factory=Tickets, description="The ticket database")
     rules: list[ThresholdRule] = Field(default_factory=list, description="Alert rules")
     oncall: OnCall = Field(default_factory=OnCall, description="Who gets paged")
+    mqtt: MqttSettings | None = Field(
+        default=None, description="MQTT broker and subscriptions; omit when nothing uses MQTT"
+    )
 
     # Paths with their defaults resolved against data_dir.
     @property

@@ -12,9 +12,9 @@ from collector.planner import apply_overrides, override_problems, polled_registe
 from collector.profile import BIT_TABLES, Profile, ProfileError, load_profile
 from collector.transport import connection_key
 from config.loader import Loc
-from config.models import ModbusRtuSource, ModbusSource, RegisterOverride, Source
+from config.models import ModbusRtuSource, ModbusSource, MqttSource, RegisterOverride, Source
 
-_SOURCE: TypeAdapter[ModbusSource] = TypeAdapter(Source)
+_SOURCE: TypeAdapter[ModbusSource | MqttSource] = TypeAdapter(Source)
 _LINE_FIELDS = ("baudrate", "parity", "bytesize", "stopbits")
 
 
@@ -24,12 +24,14 @@ def _devices(data: Any) -> list[Any]:
 
 
 def _source_of(dev: Any) -> ModbusSource | None:
-    """The device's source if it is valid on its own (the model validation reports the rest)."""
+    """The device's Modbus source if it is valid on its own (the model validation reports the
+    rest); None for other sources too."""
     src = dev.get("source") if isinstance(dev, dict) else None
     try:
-        return _SOURCE.validate_python(src)
+        source = _SOURCE.validate_python(src)
     except ValidationError:
         return None
+    return None if isinstance(source, MqttSource) else source
 
 
 def _overrides(src: Any) -> dict[str, RegisterOverride]:
@@ -127,4 +129,18 @@ def bus_check(data: Any) -> Iterable[tuple[Loc, str]]:
             )
 
 
-CHECKS = (profile_check, bus_check)
+def mqtt_check(data: Any) -> Iterable[tuple[Loc, str]]:
+    """Devices fed over MQTT need the site's 'mqtt' block, or nothing would ever feed them."""
+    if isinstance(data, dict) and data.get("mqtt") is not None:
+        return
+    for i, dev in enumerate(_devices(data)):
+        src = dev.get("source") if isinstance(dev, dict) else None
+        if isinstance(src, dict) and src.get("type") == "mqtt":
+            yield (
+                ("devices", i, "source", "type"),
+                "device is fed over MQTT but the config has no 'mqtt' block (broker and "
+                "subscriptions)",
+            )
+
+
+CHECKS = (profile_check, bus_check, mqtt_check)

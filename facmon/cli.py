@@ -116,6 +116,7 @@ def _cmd_modbus_plan(args: argparse.Namespace) -> int:
     from collector.planner import apply_overrides, device_reads
     from collector.profile import BIT_TABLES, ProfileError, load_profile
     from collector.transport import describe_source
+    from config.models import MqttSource
 
     cfg = _load(args.config)
     if cfg is None:
@@ -132,6 +133,9 @@ def _cmd_modbus_plan(args: argparse.Namespace) -> int:
         return 2
     dev = cfg.device(args.device)
     src = dev.source
+    if isinstance(src, MqttSource):
+        print(f"device {dev.id} is fed over MQTT: it has no Modbus reads", file=sys.stderr)
+        return 2
     try:
         shipped = load_profile(src.profile)
         profile = apply_overrides(shipped, src.overrides)

@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ import uvicorn
 from alerts import AlertEngine, TicketStore
 from api import create_app
 from collector import ModbusCollector
+from collector.mqtt import MqttCollector
 from config import SiteConfig
 from store import Reading, Store
 from store.outbox import DurableWriter
@@ -98,7 +100,12 @@ class Pipeline:
     tickets: TicketStore
     engine: AlertEngine
     alert_errors: int = 0
+    tick_interval: float = 1.0  # seconds between alert-engine ticks (silence, hold timers)
+    mqtt: MqttCollector | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    # The MQTT collector ingests from its own thread, the Modbus collector and the alert tick
+    # run on the event loop: the alert engine must see one caller at a time.
+    _engine_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, config: SiteConfig, store: Store | None = None) -> Pipeline:
@@ -115,15 +122,36 @@ class Pipeline:
             return
         self.writer.put(readings)
         try:
-            self.engine.evaluate(readings, now=datetime.now(UTC))
+            with self._engine_lock:
+                self.engine.evaluate(readings, now=datetime.now(UTC))
         except Exception:
             # A broken rule or ticket database must not stop collection; the samples are safe.
             self.alert_errors += 1
             log.exception("alert evaluation failed; samples are stored, alerts may lag")
 
+    async def tick_alerts(self) -> None:
+        """Let the alert engine notice silence and expired holds (A6, A8), every
+        ``tick_interval`` seconds. A failure is logged when it starts and when it ends; it
+        never stops the loop."""
+        failing = False
+        while True:
+            try:
+                with self._engine_lock:
+                    self.engine.tick(datetime.now(UTC))
+            except Exception:
+                self.alert_errors += 1
+                if not failing:
+                    log.exception("alert tick failed; retried every %.0fs", self.tick_interval)
+                    failing = True
+            else:
+                if failing:
+                    log.info("alert tick works again")
+                    failing = False
+            await asyncio.sleep(self.tick_interval)
+
     def status(self) -> dict[str, Any]:
         s = self.writer.stats
-        return {
+        out: dict[str, Any] = {
             "store": {
                 "backend": self.config.storage.backend,
                 "up": s.store_up,
@@ -135,6 +163,9 @@ class Pipeline:
             },
             "alerts": {"evaluation_errors": self.alert_errors},
         }
+        if self.mqtt is not None:
+            out["mqtt"] = self.mqtt.stats.as_dict()
+        return out
 
     async def serve(
         self,
@@ -146,13 +177,18 @@ class Pipeline:
         """Collect, evaluate and serve until ``stop`` is set; then shut down in order."""
         self.writer.start()
         collector = ModbusCollector(self.config.devices, self.ingest, site_id=self.config.site.id)
+        if self.config.mqtt is not None:
+            self.mqtt = MqttCollector(self.config, self.ingest)
         app = create_app(self.config, self.store, self.tickets, tokens=tokens, status=self.status)
         server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
         tasks = [
             asyncio.create_task(collector.run(), name="collector"),
             asyncio.create_task(server.serve(sockets=[sock]), name="api"),
+            asyncio.create_task(self.tick_alerts(), name="alert-tick"),
             *extra,
         ]
+        if self.mqtt is not None:
+            tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
         try:
             await stop.wait()
         finally:

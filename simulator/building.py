@@ -238,7 +238,9 @@ class _Unit:
 
     @property
     def unit_id(self) -> int:
-        return self.device.source.unit_id
+        src = self.device.source
+        assert isinstance(src, ModbusTcpSource)  # the constructor refuses every other source
+        return src.unit_id
 
     def sample(self, values: Mapping[str, float]) -> list[tuple[_Slot, list[int] | list[bool]]]:
         """Words of every numeric register for the model's values."""

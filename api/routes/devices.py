@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.context import Context, age_seconds
-from config.models import DeviceKind, ModbusRtuSource
+from config.models import DeviceKind, ModbusRtuSource, MqttSource
 
 UP_METRIC = "device_up"  # written by the collector at every poll: 1 answered, 0 did not
 STALE_POLLS = 3  # a status older than this many poll intervals is flagged stale
@@ -24,11 +24,15 @@ class LocationOut(BaseModel):
 class SourceOut(BaseModel):
     """How the device is read; never carries secrets."""
 
-    type: str = Field(description="modbus_tcp | modbus_rtu_over_tcp | modbus_rtu")
-    host: str | None = Field(description="Device or gateway address; null for a serial port")
-    port: int | str = Field(description="TCP port, or the serial device (e.g. /dev/ttyUSB0)")
-    unit_id: int
-    profile: str
+    type: str = Field(description="modbus_tcp | modbus_rtu_over_tcp | modbus_rtu | mqtt")
+    host: str | None = Field(
+        description="Device or gateway address; null for a serial port or MQTT"
+    )
+    port: int | str | None = Field(
+        description="TCP port, or the serial device (e.g. /dev/ttyUSB0); null for MQTT"
+    )
+    unit_id: int | None = Field(description="Modbus unit id; null for MQTT")
+    profile: str | None = Field(description="Register map; null for MQTT")
     poll_interval_s: float
 
 
@@ -87,13 +91,24 @@ def router(ctx: Context) -> APIRouter:
                         tenant=d.location.tenant,
                     ),
                     tags=dict(d.tags),
-                    source=SourceOut(
-                        type=src.type,
-                        host=None if isinstance(src, ModbusRtuSource) else src.host,
-                        port=src.port,
-                        unit_id=src.unit_id,
-                        profile=src.profile,
-                        poll_interval_s=poll.total_seconds(),
+                    source=(
+                        SourceOut(
+                            type=src.type,
+                            host=None,
+                            port=None,
+                            unit_id=None,
+                            profile=None,
+                            poll_interval_s=poll.total_seconds(),
+                        )
+                        if isinstance(src, MqttSource)
+                        else SourceOut(
+                            type=src.type,
+                            host=None if isinstance(src, ModbusRtuSource) else src.host,
+                            port=src.port,
+                            unit_id=src.unit_id,
+                            profile=src.profile,
+                            poll_interval_s=poll.total_seconds(),
+                        )
                     ),
                     status=status,
                 )

@@ -106,7 +106,10 @@ def parse_when(name: str, text: str, tz: ZoneInfo) -> datetime:
 def _rollover(device: Device) -> float | None:
     """The counter's wrap value from the device's profile; None when unknown."""
     try:
-        return load_profile(device.source.profile).register(ENERGY_METRIC).rollover
+        src = device.source
+        if src.type == "mqtt":
+            return None  # no register map: the wrap value is unknown
+        return load_profile(src.profile).register(ENERGY_METRIC).rollover
     except (OSError, ValueError, KeyError):
         return None
 

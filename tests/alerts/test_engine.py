@@ -144,7 +144,7 @@ def test_a1_a2_pending_never_opens_a_ticket_and_a_false_evaluation_ends_it(
 ) -> None:
     out = engine.evaluate([r("ts-1", "cable_temp", 85, T0)], now=T0)
     assert [(t.before, t.after) for t in out] == [(AlertState.INACTIVE, AlertState.PENDING)]
-    assert out[0].ticket is None
+    assert out[0].ticket is None and not out[0].notify
     assert [a.state for a in tickets.unresolved_alerts()] == [AlertState.PENDING]
 
     t1 = T0 + timedelta(seconds=30)

@@ -102,7 +102,7 @@ def test_every_problem_is_reported_with_its_line_and_path() -> None:
         "many_problems.yaml:34 devices[2].kind: must be one of: power_meter, elevator, "
         "water_meter, sensor (got 'pump')",
         "many_problems.yaml:37 devices[2].source.type: unknown source type 'modbus_ascii' "
-        "(expected one of: modbus_tcp, modbus_rtu_over_tcp, modbus_rtu)",
+        "(expected one of: modbus_tcp, modbus_rtu_over_tcp, modbus_rtu, mqtt)",
         "many_problems.yaml:39 devices[3].id: duplicate device id 'meter-1' (first at line 17)",
         # A missing field points at the nearest parent that exists: the 'source:' line.
         "many_problems.yaml:43 devices[3].source.host: required field missing",
@@ -188,7 +188,7 @@ devices:
     )
     assert problems_of(text) == [
         "site.yaml:9 devices[0].source.type: required field missing "
-        "(one of: modbus_tcp, modbus_rtu_over_tcp, modbus_rtu)",
+        "(one of: modbus_tcp, modbus_rtu_over_tcp, modbus_rtu, mqtt)",
     ]
 
 

@@ -1,0 +1,155 @@
+"""The site config's `mqtt` block and MQTT-fed devices, as a user writes them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from config.loader import ConfigError, load_config_text
+from config.models import MqttField, MqttSource
+
+MINIMAL = """\
+site: {id: s1, name: Site}
+buildings:
+  - {id: b1, name: B1, floor_area_m2: 100, floors: 2}
+"""
+
+
+def problems_of(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, filename="site.yaml", env=env or {})
+    return [str(p) for p in info.value.problems]
+
+
+def test_a_valid_mqtt_block_with_defaults_and_secrets_from_the_environment() -> None:
+    text = MINIMAL + """\
+devices:
+  - id: shaft-t1
+    name: 电梯井 温度
+    kind: sensor
+    location: {building: b1, floor: B1}
+    source: {type: mqtt, topic: site/b1/shaft-t1/#}
+mqtt:
+  host: broker.example.com
+  port: 8883
+  protocol: 3.1.1
+  username: facmon
+  password: ${MQTT_PASSWORD}
+  tls: {ca_file: /etc/ssl/ca.pem}
+  subscriptions:
+    - topic: site/+/+/env
+      template: site/{building}/{device}/env
+      fields:
+        temperature: {path: sensors.temp, unit: "°C"}
+        humidity: sensors.hum
+      timestamp_field: ts
+      timestamp_unit: ms
+    - topic: leak/#
+      format: number
+      device: shaft-t1
+      metric: leak
+"""
+    config = load_config_text(text, env={"MQTT_PASSWORD": "s3cret"})
+    mqtt = config.mqtt
+    assert mqtt is not None
+    assert mqtt.protocol == "3.1.1" and mqtt.client_id is None
+    assert mqtt.password is not None and mqtt.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(mqtt)
+    assert mqtt.session_expiry == timedelta(days=1)
+    assert mqtt.keepalive == timedelta(seconds=60)
+    first = mqtt.subscriptions[0]
+    assert first.qos == 1 and first.format == "json"
+    assert first.fields["temperature"] == MqttField(path="sensors.temp", unit="°C")
+    assert first.max_future == timedelta(minutes=10) and first.max_age == timedelta(days=7)
+    src = config.device("shaft-t1").source
+    assert isinstance(src, MqttSource) and src.topic == "site/b1/shaft-t1/#"
+    v5 = load_config_text(
+        MINIMAL + "mqtt: {host: h, protocol: 5, subscriptions: "
+        "[{topic: a/+, template: 'a/{device}', format: number, metric: m}]}\n",
+        env={},
+    )
+    assert v5.mqtt is not None and v5.mqtt.protocol == "5"  # YAML reads 5 as a number
+
+
+def test_bad_mqtt_blocks_are_reported_with_their_lines() -> None:
+    text = MINIMAL + """\
+devices:
+  - id: leak1
+    name: Leak
+    kind: sensor
+    location: {building: b1}
+    source: {type: mqtt, topic: "site/#/leak"}
+mqtt:
+  host: 127.0.0.1
+  protocol: 4
+  qos: 1
+  keepalive: 1s
+  password: ${MQTT_PASSWORD}
+  subscriptions:
+    - topic: site/+/+/env
+      qos: 3
+      template: site/{device}/env
+      fields: {temperature: t}
+    - topic: site/lev+el
+      format: number
+    - topic: site/x
+      format: csv
+"""
+    assert problems_of(text) == [
+        "site.yaml:9 devices[0].source.topic: topic filter '#' must be a whole level and the last "
+        "one, e.g. site/#",
+        "site.yaml:12 mqtt.protocol: must be one of: 3.1.1, 5 (got '4')",
+        "site.yaml:13 mqtt.qos: unknown field 'qos' (expected one of: host, port, protocol, "
+        "client_id, username, password, tls, keepalive, session_expiry, reconnect_min, "
+        "reconnect_max, max_pending, subscriptions)",
+        "site.yaml:14 mqtt.keepalive: must be between 5s and 65535s",
+        "site.yaml:15 mqtt.password: environment variable MQTT_PASSWORD is not set",
+        "site.yaml:18 mqtt.subscriptions[0].qos: must be one of: 0, 1, 2 (got 3)",
+        "site.yaml:21 mqtt.subscriptions[1].topic: topic filter '+' must be a whole level, "
+        "e.g. site/+/temp",
+        "site.yaml:24 mqtt.subscriptions[2].format: must be one of: json, number, influx_line "
+        "(got 'csv')",
+    ]
+
+
+def test_formats_need_a_device_and_metric_source() -> None:
+    text = MINIMAL + """\
+mqtt:
+  host: 127.0.0.1
+  subscriptions:
+    - topic: a/+
+      format: number
+    - topic: b/+
+      fields: {t: x}
+    - topic: c/+
+      format: influx_line
+      fields: {t: x}
+    - topic: site/+/+/env
+      template: site/{device}/env
+      fields: {temperature: t}
+"""
+    assert problems_of(text) == [
+        "site.yaml:7 mqtt.subscriptions[0]: format number needs {metric} in the template or "
+        "'metric'",
+        "site.yaml:9 mqtt.subscriptions[1]: format json needs the device: {device} in the "
+        "template, 'device' or 'device_field'",
+        "site.yaml:11 mqtt.subscriptions[2]: fields only apply to format json",
+        "site.yaml:14 mqtt.subscriptions[3]: template has 3 levels but topic 'site/+/+/env' "
+        "has 4",
+    ]
+
+
+def test_mqtt_devices_without_an_mqtt_block_fail_the_config_check() -> None:
+    from facmon.checks import CHECKS
+
+    text = MINIMAL + """\
+devices:
+  - {id: leak1, name: Leak, kind: sensor, location: {building: b1}, source: {type: mqtt}}
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, filename="site.yaml", env={}, checks=CHECKS)
+    assert [str(p) for p in info.value.problems] == [
+        "site.yaml:5 devices[0].source.type: device is fed over MQTT but the config has no "
+        "'mqtt' block (broker and subscriptions)"
+    ]
