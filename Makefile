@@ -1,4 +1,5 @@
 # Two commands: `make demo` (install + run the simulated building) and `make test`.
+SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.facmon-installed
@@ -20,12 +21,14 @@ system-deps:
 	@missing=""; \
 	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
 	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
+	[ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	@pg_isready -q -h 127.0.0.1 -p 5432 || \
 	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true
+	@(echo > /dev/tcp/127.0.0.1/1883) 2>/dev/null || /usr/sbin/mosquitto -d -c /etc/mosquitto/mosquitto.conf || true
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
