@@ -26,6 +26,7 @@ from api import create_app
 from collector import ModbusCollector
 from collector.mqtt import MqttCollector
 from config import SiteConfig
+from facmon.handoff import Handoff
 from store import Reading, Store
 from store.outbox import DurableWriter
 
@@ -117,7 +118,11 @@ class Pipeline:
         return cls(config, store, writer, tickets, engine)
 
     def ingest(self, readings: Sequence[Reading]) -> None:
-        """The one entry point for samples: durable first, then the alert engine."""
+        """The one entry point for samples: durable first, then the alert engine.
+
+        Thread-safe; the Modbus collector reaches it through a Handoff thread, MQTT from its
+        network thread (it acknowledges a message only after this returns).
+        """
         if not readings:
             return
         self.writer.put(readings)
@@ -176,7 +181,8 @@ class Pipeline:
     ) -> None:
         """Collect, evaluate and serve until ``stop`` is set; then shut down in order."""
         self.writer.start()
-        collector = ModbusCollector(self.config.devices, self.ingest, site_id=self.config.site.id)
+        handoff = Handoff(self.ingest)
+        collector = ModbusCollector(self.config.devices, handoff.put, site_id=self.config.site.id)
         if self.config.mqtt is not None:
             self.mqtt = MqttCollector(self.config, self.ingest)
         app = create_app(self.config, self.store, self.tickets, tokens=tokens, status=self.status)
@@ -197,6 +203,7 @@ class Pipeline:
                 if t.get_name() != "api":
                     t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            handoff.close()
             self.close()
 
     def close(self) -> None:
