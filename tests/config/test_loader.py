@@ -16,21 +16,11 @@ from config.loader import (
     load_config_text,
     sample_config,
 )
+from tests.config.helpers import MINIMAL, problems_of
 
 CASES = Path(__file__).parent / "cases"
 PROFILES = Path(__file__).parents[2] / "collector" / "profiles"
 
-MINIMAL = """\
-site: {id: s1, name: Site}
-buildings:
-  - {id: b1, name: B1, floor_area_m2: 100, floors: 2}
-"""
-
-
-def problems_of(text: str, env: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_config_text(text, filename="site.yaml", env=env or {})
-    return [str(p) for p in info.value.problems]
 
 
 # -- valid files ------------------------------------------------------------------------------

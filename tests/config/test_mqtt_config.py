@@ -8,18 +8,7 @@ import pytest
 
 from config.loader import ConfigError, load_config_text
 from config.models import MqttField, MqttSource
-
-MINIMAL = """\
-site: {id: s1, name: Site}
-buildings:
-  - {id: b1, name: B1, floor_area_m2: 100, floors: 2}
-"""
-
-
-def problems_of(text: str, env: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_config_text(text, filename="site.yaml", env=env or {})
-    return [str(p) for p in info.value.problems]
+from tests.config.helpers import MINIMAL, problems_of
 
 
 def test_a_valid_mqtt_block_with_defaults_and_secrets_from_the_environment() -> None:
