@@ -19,6 +19,8 @@ COMMANDS = [
     ["config", "sample"],
     ["influx"],
     ["influx", "init"],
+    ["modbus"],
+    ["modbus", "plan"],
 ]
 
 
