@@ -27,6 +27,8 @@ def _setup_logging(level: str) -> None:
     )
     # pymodbus logs every failed request at ERROR; the collector logs failures once per episode.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    # Alembic narrates every plugin and migration step at INFO; a user needs its warnings.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:

@@ -140,7 +140,7 @@ def run_demo(
         print(f"facmon demo: {live.site.name} - {len(live.devices)} simulated devices")
         for d in live.devices:
             src = d.source
-            print(f"  {d.id:<12} {d.kind:<12} {describe_source(src)}")
+            print(f"  {d.id:<18} {d.kind:<12} {describe_source(src)}")
         print(f"  API      {api}   (interactive docs: {api}/docs)")
         print(f"  Token    {token}")
         print(f"  Try      curl -H 'Authorization: Bearer {token}' {api}/api/v1/readings/latest")
