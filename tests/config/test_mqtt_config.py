@@ -142,3 +142,21 @@ devices:
         "site.yaml:5 devices[0].source.type: device is fed over MQTT but the config has no "
         "'mqtt' block (broker and subscriptions)"
     ]
+
+
+def test_the_samples_commented_mqtt_example_loads_once_uncommented() -> None:
+    from config.loader import sample_config
+
+    lines = sample_config().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("# MQTT sensors (optional)"))
+    end = next(i for i, ln in enumerate(lines) if ln.startswith("# Messages are acknowledged"))
+    device = [ln[2:] for ln in lines[start:end] if ln.startswith(("#   - id: ", "#     "))]
+    block = [ln[2:] for ln in lines[lines.index("# mqtt:"):]]
+    text = "\n".join(lines) + "\n" + "\n".join(block) + "\n"
+    text = text.replace("devices:\n", "devices:\n" + "\n".join(device) + "\n", 1)
+    cfg = load_config_text(text, filename="site.yaml", env={"MQTT_PASSWORD": "s3cret"})
+    assert cfg.mqtt is not None
+    assert cfg.mqtt.password is not None and cfg.mqtt.password.get_secret_value() == "s3cret"
+    assert cfg.device("shaft-b1-temp").source.type == "mqtt"
+    sub = cfg.mqtt.subscriptions[0]
+    assert sub.template == "sensors/{building}/{device}/{metric}"
