@@ -103,7 +103,6 @@ class Pipeline:
     alert_errors: int = 0
     tick_interval: float = 1.0  # seconds between alert-engine ticks (silence, hold timers)
     mqtt: MqttCollector | None = None
-    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     # The MQTT collector ingests from its own thread, the Modbus collector and the alert tick
     # run on the event loop: the alert engine must see one caller at a time.
     _engine_lock: threading.Lock = field(default_factory=threading.Lock)
