@@ -15,13 +15,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/facmon demo
 
-# Debian packages the tests start themselves: influxd (InfluxDB 1.6 from Debian), mosquitto, and
-# socat (a pseudo-terminal pair stands in for an RS-485 cable in the serial Modbus tests).
+# Debian packages the tests start themselves: influxd (InfluxDB 1.6 from Debian), mosquitto,
+# socat (a pseudo-terminal pair stands in for an RS-485 cable in the serial Modbus tests) and
+# chromium (browser tests of the web console); pango and a CJK font for the monthly report PDF.
 system-deps:
 	@missing=""; \
 	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
 	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
 	[ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
+	ldconfig -p | grep -q libpangoft2-1.0 || missing="$$missing libpango-1.0-0 libpangoft2-1.0-0"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

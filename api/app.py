@@ -18,7 +18,7 @@ from alerts.tickets import TicketStore
 from api.auth import bearer_auth
 from api.context import Context, utc_now
 from api.errors import ERROR_RESPONSES, ApiError, ErrorResponse, install_error_handlers
-from api.routes import devices, readings, reports
+from api.routes import devices, maintenance, monthly, readings, reports, savings, uptime, water
 from api.routes import tickets as ticket_routes
 from config.models import SiteConfig
 from store.base import Store
@@ -81,7 +81,17 @@ def create_app(
     api = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(bearer_auth(tokens))], responses=ERROR_RESPONSES
     )
-    for module in (devices, readings, ticket_routes, reports):
+    for module in (
+        devices,
+        readings,
+        ticket_routes,
+        reports,
+        savings,
+        uptime,
+        water,
+        maintenance,
+        monthly,
+    ):
         api.include_router(module.router(ctx))
     app.include_router(api)
     return app

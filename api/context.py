@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from alerts.tickets import TicketStore
 from config.models import Device, SiteConfig
+from reports.context import ReportContext
 from store.base import Store
 
 
@@ -26,11 +27,15 @@ class Context:
     tz: ZoneInfo = field(init=False)
     devices: Mapping[str, Device] = field(init=False)
     buildings: Mapping[str, str] = field(init=False)  # id -> display name
+    reports: ReportContext = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tz", ZoneInfo(self.config.site.timezone))
         object.__setattr__(self, "devices", {d.id: d for d in self.config.devices})
         object.__setattr__(self, "buildings", {b.id: b.name for b in self.config.buildings})
+        object.__setattr__(
+            self, "reports", ReportContext(self.config, self.store, self.tickets, self.clock)
+        )
 
 
 def finite(v: float) -> float | None:

@@ -694,6 +694,24 @@ def _cross_check(data: Any, line_of: _LineOf) -> Iterator[tuple[Loc, str]]:
                     _unknown("building", name, building_ids),
                 )
 
+    if isinstance(devices, list) and device_ids:
+        for i, dev in enumerate(devices):
+            parent = dev.get("parent") if isinstance(dev, dict) else None
+            if isinstance(parent, str):
+                if parent not in device_ids:
+                    yield ("devices", i, "parent"), _unknown("device", parent, device_ids)
+                elif parent == dev.get("id"):
+                    yield ("devices", i, "parent"), "a meter cannot be its own parent"
+
+    tariffs = data.get("tariffs")
+    if isinstance(tariffs, list) and building_ids:
+        yield from _unique_ids(("tariffs",), tariffs, "tariff", line_of)
+        for i, tariff in enumerate(tariffs):
+            names = tariff.get("buildings") if isinstance(tariff, dict) else None
+            for j, name in enumerate(names if isinstance(names, list) else []):
+                if isinstance(name, str) and name not in building_ids:
+                    yield ("tariffs", i, "buildings", j), _unknown("building", name, building_ids)
+
     if isinstance(rules, list):
         for i, rule in enumerate(rules):
             select = rule.get("select") if isinstance(rule, dict) else None

@@ -23,25 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+from config.durations import Duration
+from config.reporting import Reports, Tariff
 
-
-def parse_duration(v: Any) -> Any:
-    """Accept ``250ms``, ``10s``, ``5m``, ``1h``, ``1d`` or a number of seconds."""
-    if isinstance(v, bool):
-        raise ValueError("expected a duration such as 10s, 5m or 1h")
-    if isinstance(v, int | float):
-        return timedelta(seconds=v)
-    if isinstance(v, str):
-        m = _DURATION.match(v)
-        if not m:
-            raise ValueError(f"expected a duration such as 10s, 5m or 1h, got {v!r}")
-        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    return v
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Ident = Annotated[
     str,
     Field(
@@ -335,6 +319,11 @@ class Device(_Model):
     tags: dict[str, str] = Field(
         default_factory=dict, description="Extra tags stored with every reading"
     )
+    parent: str | None = Field(
+        default=None,
+        description="Meter upstream of this one (this is its sub-meter): building totals count "
+        "only meters without a parent, and main minus sub-meters is reported as unaccounted",
+    )
 
     @field_validator("tags")
     @classmethod
@@ -343,8 +332,7 @@ class Device(_Model):
         bad = sorted(set(v) & RESERVED_TAGS)
         if bad:
             raise ValueError(
-                f"tag name(s) {', '.join(bad)} are reserved "
-                f"({', '.join(sorted(RESERVED_TAGS))})"
+                f"tag name(s) {', '.join(bad)} are reserved ({', '.join(sorted(RESERVED_TAGS))})"
             )
         empty = sorted(k for k, val in v.items() if not val)
         if empty:
@@ -793,6 +781,10 @@ class SiteConfig(_Model):
     mqtt: MqttSettings | None = Field(
         default=None, description="MQTT broker and subscriptions; omit when nothing uses MQTT"
     )
+    tariffs: list[Tariff] = Field(
+        default_factory=list, description="Electricity tariffs (time-of-use, versioned)"
+    )
+    reports: Reports = Field(default_factory=Reports, description="Report settings")
 
     # Paths with their defaults resolved against data_dir.
     @property
