@@ -17,6 +17,7 @@ Rules (../shared/domain.md, "Counters"):
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -110,25 +111,46 @@ def counter_windows(
     rollover: float | None = None,
     glitch_horizon: timedelta = timedelta(hours=1),
 ) -> list[CounterWindow]:
-    """One :class:`CounterWindow` per bound; windows with no data at all are omitted."""
+    """One :class:`CounterWindow` per bound; windows with no data at all are omitted.
+
+    ``bounds`` must be sorted and non-overlapping (as ``Windows.bounds`` gives them): one sweep
+    over steps and windows keeps a month of minute samples in 15-minute windows linear.
+    """
     c = clean_counter(points, rollover, glitch_horizon)
+    steps = c.steps
+    trusted = [t.timestamp() for t in c.trusted]
+    glitched = [t.timestamp() for t in c.glitches]
+    rolled = [t.timestamp() for t in c.rollovers]
+    reset = [t.timestamp() for t in c.resets]
+    s0 = [s.t0.timestamp() for s in steps]
+    s1 = [s.t1.timestamp() for s in steps]
     out: list[CounterWindow] = []
-    for ws, we in bounds:
+    k = 0  # first step that may still overlap the current or a later window
+    for ws_dt, we_dt in bounds:
+        ws = ws_dt.timestamp()
+        we = we_dt.timestamp()
+        while k < len(steps) and s1[k] <= ws:
+            k += 1
         delta = 0.0
         touched = False
-        for s in c.steps:
-            if s.t1 <= ws or s.t0 >= we:
-                continue
+        j = k
+        while j < len(steps) and s0[j] < we:
             touched = True
-            span = (s.t1 - s.t0).total_seconds()
-            overlap = (min(s.t1, we) - max(s.t0, ws)).total_seconds()
-            delta += s.delta * (overlap / span if span > 0 else 1.0)
-        samples = sum(1 for t in c.trusted if ws <= t < we)
-        glitches = sum(1 for t in c.glitches if ws <= t < we)
-        rollovers = sum(1 for t in c.rollovers if ws <= t < we)
-        resets = sum(1 for t in c.resets if ws <= t < we)
+            span = s1[j] - s0[j]
+            overlap = min(s1[j], we) - max(s0[j], ws)
+            delta += steps[j].delta * (overlap / span if span > 0 else 1.0)
+            j += 1
+        samples = _count(trusted, ws, we)
+        glitches = _count(glitched, ws, we)
+        rollovers = _count(rolled, ws, we)
+        resets = _count(reset, ws, we)
         if touched or samples or glitches or resets:
             out.append(
-                CounterWindow(device, ws, we, delta, samples, glitches, rollovers, resets)
+                CounterWindow(device, ws_dt, we_dt, delta, samples, glitches, rollovers, resets)
             )
     return out
+
+
+def _count(times: Sequence[float], start: float, end: float) -> int:
+    """How many of the sorted ``times`` lie in ``[start, end)``."""
+    return bisect_left(times, end) - bisect_left(times, start)

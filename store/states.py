@@ -42,16 +42,21 @@ def state_windows(
             until = min(until, points[k + 1][0])
         if until > t:
             spans.append((t, until, v))
+    # Spans are sorted and disjoint, bounds sorted and disjoint: one sweep over both.
     out: list[StateWindow] = []
+    k = 0
     for ws, we in bounds:
+        while k < len(spans) and spans[k][1] <= ws:
+            k += 1
         durations: dict[float, float] = {}
         covered = 0.0
-        for s0, s1, v in spans:
-            if s1 <= ws or s0 >= we:
-                continue
+        j = k
+        while j < len(spans) and spans[j][0] < we:
+            s0, s1, v = spans[j]
             secs = (min(s1, we) - max(s0, ws)).total_seconds()
             durations[v] = durations.get(v, 0.0) + secs
             covered += secs
+            j += 1
         if durations:
             total = (we - ws).total_seconds()
             out.append(StateWindow(device, ws, we, durations, max(0.0, total - covered)))
