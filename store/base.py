@@ -14,14 +14,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from store.counters import CounterWindow, counter_windows
-from store.reading import Reading
+import numpy as np
+import numpy.typing as npt
+
+from store.counters import CounterWindow, counter_windows_arrays
+from store.reading import Reading, to_us
 from store.states import StateWindow, state_windows
 
 Aggregate = Literal["mean", "min", "max", "last"]
 AGGREGATES: tuple[Aggregate, ...] = ("mean", "min", "max", "last")
 
 Point = tuple[datetime, float]
+# (time in microseconds since the epoch as int64, value as float64), in time order.
+SeriesArrays = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]
 
 
 class StoreError(Exception):
@@ -135,6 +140,26 @@ class Store(abc.ABC):
     ) -> dict[str, list[Point]]:
         """Raw non-BAD points in ``[start, end)`` per device, in time order."""
 
+    def series_arrays(
+        self,
+        metric: str,
+        start: datetime,
+        end: datetime,
+        devices: Sequence[str] | None = None,
+    ) -> dict[str, SeriesArrays]:
+        """``series`` as arrays: what reports over months of minute samples read.
+
+        This default builds them from ``series``; a backend that can answer in columns
+        overrides it so that no Python object is made per sample.
+        """
+        out: dict[str, SeriesArrays] = {}
+        for device, pts in self.series(metric, start, end, devices).items():
+            out[device] = (
+                np.fromiter((to_us(t) for t, _ in pts), dtype=np.int64, count=len(pts)),
+                np.fromiter((v for _, v in pts), dtype=np.float64, count=len(pts)),
+            )
+        return out
+
     @abc.abstractmethod
     def last_before(
         self, metric: str, t: datetime, devices: Sequence[str] | None = None
@@ -160,11 +185,14 @@ class Store(abc.ABC):
         the start anchor the first window (a lone anchor could itself be a glitch) and the
         ones after the end let a glitch at the edge be recognised.
         """
-        pts = self.series(metric, windows.start - lookback, windows.end + lookback, devices)
+        arrays = self.series_arrays(
+            metric, windows.start - lookback, windows.end + lookback, devices
+        )
         bounds = windows.bounds()
         out: list[CounterWindow] = []
-        for device in sorted(pts):
-            out.extend(counter_windows(device, pts[device], bounds, rollover=rollover))
+        for device in sorted(arrays):
+            t_us, values = arrays[device]
+            out.extend(counter_windows_arrays(device, t_us, values, bounds, rollover=rollover))
         return out
 
     def state_durations(

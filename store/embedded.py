@@ -44,6 +44,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -53,6 +54,7 @@ from store.base import (
     Point,
     RejectedPointsError,
     RetryableStoreError,
+    SeriesArrays,
     Store,
     StoreError,
     StoreStats,
@@ -270,6 +272,35 @@ class EmbeddedStore(Store):
         for device, t, v in self._query(sql, [metric, *dev_params]):
             out.setdefault(device, []).append((from_us(t), v))
         return out
+
+    def series_arrays(
+        self,
+        metric: str,
+        start: datetime,
+        end: datetime,
+        devices: Sequence[str] | None = None,
+    ) -> dict[str, SeriesArrays]:
+        if devices is not None and not devices:
+            return {}
+        dev_sql, dev_params = _in("device", devices)
+        sql = f"""
+            SELECT device, time, value FROM readings
+            WHERE metric = ? AND time >= {to_us(start)} AND time < {to_us(end)}
+              AND quality < {_BAD} {dev_sql}
+            ORDER BY device, time
+        """
+        with self._cursor() as cur:
+            cols = _mapped(lambda: cur.execute(sql, [metric, *dev_params]).fetchnumpy())
+        names = np.asarray(cols["device"])
+        if len(names) == 0:
+            return {}
+        times = np.asarray(cols["time"], dtype=np.int64)
+        values = np.asarray(cols["value"], dtype=np.float64)
+        # Rows are sorted by device: cut the columns where the device changes.
+        cuts = np.flatnonzero(names[1:] != names[:-1]) + 1
+        starts = np.concatenate(([0], cuts))
+        ends = np.concatenate((cuts, [len(names)]))
+        return {str(names[a]): (times[a:b], values[a:b]) for a, b in zip(starts, ends, strict=True)}
 
     def last_before(
         self, metric: str, t: datetime, devices: Sequence[str] | None = None

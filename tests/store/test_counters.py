@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
-from store.counters import CounterWindow, clean_counter, counter_windows
+from store.counters import CounterWindow, clean_counter, counter_windows, counter_windows_arrays
+from store.reading import from_us, to_us
 
 T0 = datetime(2024, 3, 1, 16, 0, tzinfo=UTC)  # local midnight, Asia/Shanghai
 MIN = timedelta(minutes=1)
@@ -157,3 +159,21 @@ def test_clean_counter_lists_trusted_samples_and_events_in_time_order() -> None:
         (T0 + 5 * H, T0 + 6 * H, 1.0),
     ]
     assert c.rollovers == [] and c.resets == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_array_path_gives_the_same_windows_as_the_sample_path(seed: int) -> None:
+    """counter_windows_arrays (interpolation when the counter never drops) == counter_windows."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    gaps = rng.choice([30, 60, 60, 60, 900, 7200], size=n)  # seconds, with some long gaps
+    times = np.cumsum(gaps).astype(np.int64) * 1_000_000 + to_us(T0 - 3 * H)
+    values = np.cumsum(rng.choice([0.0, 0.0, 0.4, 1.3], size=n)) + 100.0
+    if seed % 2:  # a zero glitch and a reset: must take the sample-by-sample path
+        values[n // 3] = 0.0
+        values[2 * n // 3 :] -= 50.0
+    bounds = [(T0 + k * 15 * MIN, T0 + (k + 1) * 15 * MIN) for k in range(4 * 24 * 3)]
+    points = [(from_us(int(t)), float(v)) for t, v in zip(times, values, strict=True)]
+    want = counter_windows("m", points, bounds)
+    got = counter_windows_arrays("m", times, values, bounds)
+    assert rows(got) == rows(want)
