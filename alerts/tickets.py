@@ -120,7 +120,25 @@ class AlertState(StrEnum):
 
 
 class TicketTransitionError(ValueError):
-    """A ticket status change that the lifecycle does not allow, or an unknown ticket."""
+    """A ticket status change that the lifecycle does not allow, or an unknown ticket.
+
+    ``current`` is the ticket's status when the lifecycle refused the change (None for other
+    refusals), ``number`` its work-order number, and ``missing`` tells an unknown ticket apart:
+    callers turn these into messages for the person who tried.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        number: str | None = None,
+        current: TicketStatus | None = None,
+        missing: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.number = number
+        self.current = current
+        self.missing = missing
 
 
 class TicketStatus(StrEnum):
@@ -787,9 +805,74 @@ class TicketStore:
             raise TicketTransitionError("closing a ticket needs a verification note (T5)")
         return self._change_status(ticket_id, TicketStatus.CLOSED, now, who, note)
 
-    def _change_status(
-        self, ticket_id: int, to: TicketStatus, now: datetime, who: str, note: str
+    def assign_ticket(
+        self, ticket_id: int, now: datetime, who: str, assignee: str, note: str = ""
     ) -> TicketRecord:
+        """NEW, REOPENED, ASSIGNED or ACCEPTED -> ASSIGNED to ``assignee`` (T2). Reassigning an
+        accepted ticket hands it to someone who has not accepted it yet."""
+        if not assignee.strip():
+            raise TicketTransitionError("assigning a ticket needs whom it goes to")
+        text_ = f"assigned to {assignee.strip()}" + (f": {note.strip()}" if note.strip() else "")
+        return self._change_status(ticket_id, TicketStatus.ASSIGNED, now, who, text_)
+
+    def accept_ticket(
+        self, ticket_id: int, now: datetime, who: str, note: str = ""
+    ) -> TicketRecord:
+        """NEW, REOPENED or ASSIGNED -> ACCEPTED: ``who`` acknowledges and takes the job (T2)."""
+        return self._change_status(ticket_id, TicketStatus.ACCEPTED, now, who, note)
+
+    def record_arrival(
+        self, ticket_id: int, now: datetime, who: str, note: str = ""
+    ) -> TicketRecord:
+        """An ``arrived`` event on an ACCEPTED, IN_PROGRESS or ON_HOLD ticket: ``who`` is on
+        site (T2). The status stays: arriving is not yet working."""
+        return self._change_status(ticket_id, None, now, who, note, kind="arrived")
+
+    def start_work(self, ticket_id: int, now: datetime, who: str, note: str = "") -> TicketRecord:
+        """ACCEPTED -> IN_PROGRESS (T2 "work started")."""
+        return self._change_status(
+            ticket_id, TicketStatus.IN_PROGRESS, now, who, note, kind="started"
+        )
+
+    def hold_ticket(
+        self, ticket_id: int, now: datetime, who: str, reason: str, resume_at: datetime
+    ) -> TicketRecord:
+        """IN_PROGRESS -> ON_HOLD with a reason and the expected resume time (T3), both in the
+        event's note; ``resume_at`` keeps the offset it is given (site-local reads best)."""
+        if not reason.strip():
+            raise TicketTransitionError("putting a ticket on hold needs a reason (T3)")
+        if resume_at.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware time")
+        text_ = f"{reason.strip()} (expected resume {resume_at.isoformat(timespec='minutes')})"
+        return self._change_status(ticket_id, TicketStatus.ON_HOLD, now, who, text_)
+
+    def resume_work(self, ticket_id: int, now: datetime, who: str, note: str = "") -> TicketRecord:
+        """ON_HOLD -> IN_PROGRESS; the ``on_hold`` .. ``resumed`` events bound the hold (T3)."""
+        return self._change_status(
+            ticket_id, TicketStatus.IN_PROGRESS, now, who, note, kind="resumed"
+        )
+
+    def cancel_ticket(self, ticket_id: int, now: datetime, who: str, reason: str) -> TicketRecord:
+        """NEW, REOPENED, ASSIGNED or ACCEPTED -> CANCELLED, with a reason: work never started."""
+        if not reason.strip():
+            raise TicketTransitionError("cancelling a ticket needs a reason")
+        return self._change_status(ticket_id, TicketStatus.CANCELLED, now, who, reason.strip())
+
+    def _change_status(
+        self,
+        ticket_id: int,
+        to: TicketStatus | None,
+        now: datetime,
+        who: str,
+        note: str,
+        *,
+        kind: str | None = None,
+    ) -> TicketRecord:
+        # ``kind`` names the move (and its event) where the target status alone does not: two
+        # moves lead to IN_PROGRESS, and arriving on site changes no status at all.
+        if kind is None:
+            assert to is not None
+            kind = to.value.lower()
         if not who.strip():
             raise TicketTransitionError("a ticket change needs who made it (T2)")
         now = _utc(now)
@@ -800,14 +883,19 @@ class TicketStore:
                 select(_TicketRow).where(_TicketRow.id == ticket_id).with_for_update()
             ).first()
             if row is None:
-                raise TicketTransitionError(f"no ticket {ticket_id}")
+                raise TicketTransitionError(f"no ticket {ticket_id}", missing=True)
             current = TicketStatus(row.status)
-            allowed = _TRANSITIONS.get(to, frozenset())
-            if current not in allowed:
+            if current not in TICKET_MOVES[kind][1]:
+                target = f"become {to.value}" if to is not None else f"record {kind!r}"
                 raise TicketTransitionError(
-                    f"ticket {row.number} is {current.value}; cannot become {to.value}"
+                    f"ticket {row.number} is {current.value}; cannot {target}",
+                    number=row.number,
+                    current=current,
                 )
-            self._set_status(s, row, to, now, who, note, None)
+            if to is None:
+                self._add_event(s, row.id, now, kind, note, None, who=who)
+            else:
+                self._set_status(s, row, to, now, who, note, None, kind=kind)
             s.flush()
             s.refresh(row)
             return _ticket(row)
@@ -821,6 +909,7 @@ class TicketStore:
         who: str,
         note: str,
         alert_id: int | None,
+        kind: str | None = None,
     ) -> None:
         values: dict[str, Any] = {"status": to.value}
         if to is TicketStatus.RESOLVED:
@@ -828,7 +917,7 @@ class TicketStore:
         elif to is TicketStatus.CLOSED:
             values["closed_at"] = at
         s.execute(update(_TicketRow).where(_TicketRow.id == row.id).values(**values))
-        self._add_event(s, row.id, at, to.value.lower(), note, alert_id, who=who)
+        self._add_event(s, row.id, at, kind or to.value.lower(), note, alert_id, who=who)
 
     def list_tickets(
         self,
@@ -1003,11 +1092,97 @@ class TicketStore:
             .values(updated_at=at)
         )
 
+    # -- read-only queries for reports and /metrics -------------------------------------------
+    @property
+    def reopen_window(self) -> timedelta:
+        """D4: a new episode this soon after resolution reopens the ticket (a repeat repair)."""
+        return self._reopen_window
 
-# Status changes people make through resolve_ticket/close_ticket: target -> allowed sources.
-_TRANSITIONS: Mapping[TicketStatus, frozenset[TicketStatus]] = {
-    TicketStatus.RESOLVED: frozenset(OPEN_STATUSES),
-    TicketStatus.CLOSED: frozenset({TicketStatus.RESOLVED}),
+    def tickets_touching(
+        self, start: datetime, end: datetime, *, building: str | None = None
+    ) -> list[TicketDetail]:
+        """Every ticket that may have been open or changed during ``[start, end)``, each with
+        all its events oldest first, in one query (for reports that replay ticket histories).
+
+        That is: created before ``end`` and either open now or updated at or after ``start``
+        (every event moves ``updated_at``, so a ticket finished before ``start`` is left out).
+        Oldest ticket first. Events outside the range are included: callers clip.
+        """
+        start, end = _utc(start), _utc(end)
+        where: list[ColumnElement[bool]] = [
+            _TicketRow.created_at < end,
+            _TicketRow.status.in_(sorted(st.value for st in OPEN_STATUSES))
+            | (_TicketRow.updated_at >= start),
+        ]
+        if building is not None:
+            where.append(_TicketRow.building == building)
+        with self._sessions() as s:
+            rows = s.execute(
+                select(_TicketRow, _TicketEventRow)
+                .outerjoin(_TicketEventRow, _TicketEventRow.ticket_id == _TicketRow.id)
+                .where(*where)
+                .order_by(_TicketRow.id, _TicketEventRow.at, _TicketEventRow.id)
+            ).all()
+        out: list[TicketDetail] = []
+        current: _TicketRow | None = None
+        events: list[TicketEventRecord] = []
+        for ticket_row, event_row in rows:
+            if current is None or ticket_row.id != current.id:
+                if current is not None:
+                    out.append(TicketDetail(_ticket(current), tuple(events)))
+                current, events = ticket_row, []
+            if event_row is not None:
+                events.append(_event(event_row))
+        if current is not None:
+            out.append(TicketDetail(_ticket(current), tuple(events)))
+        return out
+
+    def open_ticket_counts(self, now: datetime) -> dict[str, tuple[int, int]]:
+        """Open tickets per priority as ``priority -> (open, overdue at now)``; priorities
+        without an open ticket are absent."""
+        now = _utc(now)
+        with self._sessions() as s:
+            rows = s.execute(
+                select(
+                    _TicketRow.priority,
+                    func.count(),
+                    func.count().filter(_TicketRow.due_at < now),
+                )
+                .where(_TicketRow.status.in_(sorted(st.value for st in OPEN_STATUSES)))
+                .group_by(_TicketRow.priority)
+            ).all()
+        return {str(p): (int(n), int(late)) for p, n, late in rows}
+
+    def unresolved_alert_counts(self) -> dict[tuple[str, str], int]:
+        """Unresolved alerts as ``(severity, state) -> count``."""
+        with self._sessions() as s:
+            rows = s.execute(
+                select(_AlertRow.severity, _AlertRow.state, func.count())
+                .where(_AlertRow.resolved_at.is_(None))
+                .group_by(_AlertRow.severity, _AlertRow.state)
+            ).all()
+        return {(str(sev), str(state)): int(n) for sev, state, n in rows}
+
+
+# Before work starts: a ticket can still be (re)assigned, accepted or cancelled.
+_UNSTARTED: frozenset[TicketStatus] = frozenset(
+    {TicketStatus.NEW, TicketStatus.REOPENED, TicketStatus.ASSIGNED, TicketStatus.ACCEPTED}
+)
+# The moves people make (assign_ticket .. close_ticket), by the kind of event each writes (T2):
+# kind -> (status it leads to, None when the status stays; statuses it may start from).
+TICKET_MOVES: Mapping[str, tuple[TicketStatus | None, frozenset[TicketStatus]]] = {
+    "assigned": (TicketStatus.ASSIGNED, _UNSTARTED),
+    "accepted": (TicketStatus.ACCEPTED, _UNSTARTED - {TicketStatus.ACCEPTED}),
+    "arrived": (
+        None,
+        frozenset({TicketStatus.ACCEPTED, TicketStatus.IN_PROGRESS, TicketStatus.ON_HOLD}),
+    ),
+    "started": (TicketStatus.IN_PROGRESS, frozenset({TicketStatus.ACCEPTED})),
+    "on_hold": (TicketStatus.ON_HOLD, frozenset({TicketStatus.IN_PROGRESS})),
+    "resumed": (TicketStatus.IN_PROGRESS, frozenset({TicketStatus.ON_HOLD})),
+    "resolved": (TicketStatus.RESOLVED, OPEN_STATUSES),
+    "closed": (TicketStatus.CLOSED, frozenset({TicketStatus.RESOLVED})),
+    "cancelled": (TicketStatus.CANCELLED, _UNSTARTED),
 }
 
 

@@ -15,9 +15,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 
 from alerts.tickets import TicketStore
-from api.auth import bearer_auth
+from api.auth import TokenSpec, bearer_auth, named_tokens
+from api.console import install_console
 from api.context import Context, utc_now
 from api.errors import ERROR_RESPONSES, ApiError, ErrorResponse, install_error_handlers
+from api.metrics import install_metrics
 from api.routes import devices, maintenance, monthly, readings, reports, savings, uptime, water
 from api.routes import tickets as ticket_routes
 from config.models import SiteConfig
@@ -33,19 +35,22 @@ def create_app(
     store: Store,
     tickets: TicketStore,
     *,
-    tokens: Mapping[str, str] | None = None,
+    tokens: Mapping[str, TokenSpec] | None = None,
     status: Callable[[], dict[str, Any]] | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
     """The facmon API for one site.
 
-    ``tokens`` maps bearer tokens to roles; None takes ``config.api.tokens`` as they are (the
-    caller adds ``FACMON_API_TOKEN``). With no token at all every ``/api`` request is refused.
+    ``tokens`` maps bearer tokens to roles, or to (name, role); a bare role takes the name of
+    the same token in ``config.api.tokens``, else "FACMON_API_TOKEN". None takes
+    ``config.api.tokens`` as they are (the caller adds ``FACMON_API_TOKEN``). With no token
+    at all every ``/api`` request is refused. The web console is served at ``/console``.
     ``status`` adds figures to ``GET /health`` (store up, outbox depth, ...). ``clock`` gives
     "now" for ages and overdue flags.
     """
     if tokens is None:
-        tokens = {t.token.get_secret_value(): t.role for t in config.api.tokens}
+        tokens = {t.token.get_secret_value(): (t.name, t.role) for t in config.api.tokens}
+    tokens = named_tokens(tokens, config.api.tokens)
     if not tokens:
         log.warning("no API token configured: every /api request will be refused (401)")
     ctx = Context(config, store, tickets, clock)
@@ -94,4 +99,14 @@ def create_app(
     ):
         api.include_router(module.router(ctx))
     app.include_router(api)
+    install_console(app, ctx, API_PREFIX)
+    # Last, so its middleware is the outermost and counts the status clients really got.
+    install_metrics(
+        app,
+        tickets=tickets,
+        auth=bearer_auth(tokens),
+        status=status,
+        clock=clock,
+        severities={r.severity for r in config.rules},
+    )
     return app
