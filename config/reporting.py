@@ -12,7 +12,15 @@ from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from config.durations import Duration
 
@@ -232,6 +240,9 @@ class WaterSettings(_Model):
     allowance_m3h: float = Field(
         default=0.0, ge=0, description="Legitimate night use subtracted when estimating loss"
     )
+    gap_polls: float = Field(
+        default=3.0, gt=0, description="A flow sample covers at most this many poll intervals"
+    )
 
 
 class UptimeSettings(_Model):
@@ -244,6 +255,15 @@ class UptimeSettings(_Model):
     )
     rescue_limit: Duration = Field(
         default=timedelta(minutes=30), description="Entrapment rescue arrival limit (TSG T5002)"
+    )
+    fault_classes: dict[int, str] = Field(
+        default_factory=dict,
+        description="Fault code -> class name for downtime by class, e.g. {21: door_lock}; "
+        "unlisted codes are reported as fault_<code>",
+    )
+    on_site_events: list[str] = Field(
+        default_factory=lambda: ["arrived", "started"],
+        description="Ticket event kinds that put a technician on site (entrapment rescue time)",
     )
 
 
@@ -260,6 +280,20 @@ class MonthlySettings(_Model):
     schedule: bool = Field(
         default=False, description="Build and e-mail last month's report on the 1st at 08:00"
     )
+    smtp_host: str = Field(default="localhost", description="SMTP server the e-mail goes to")
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port (587: STARTTLS)")
+    smtp_starttls: bool = Field(default=False, description="Upgrade the connection (STARTTLS)")
+    smtp_user: str | None = Field(default=None, description="SMTP login; none: no login")
+    smtp_password: SecretStr | None = Field(
+        default=None, description="SMTP password; write it as ${ENV_VAR}"
+    )
+    mail_from: str = Field(default="facmon@localhost", description="Sender of the e-mail")
+
+    @model_validator(mode="after")
+    def _recipients(self) -> MonthlySettings:
+        if self.schedule and not self.email_to:
+            raise ValueError("schedule: true needs at least one address in email_to")
+        return self
 
 
 class Reports(_Model):

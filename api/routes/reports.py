@@ -1,89 +1,55 @@
-"""GET /api/v1/reports/energy: kWh per power meter per window, with data quality.
+"""GET /api/v1/reports/energy: kWh per power meter per window, with data quality; with
+``month=`` the full energy and cost report (time-of-use cost, demand, base load, comparisons,
+budget, daily series).
 
 Use comes from ``Store.counter_delta`` on the import-energy counter, so read glitches, resets
-and rollover are handled as on every other report (store/counters.py). Completeness is the
-fraction of windows in which the meter delivered at least one trusted sample.
+and rollover are handled as on every other report (store/counters.py). The computing is in
+``reports.energy``; this module checks parameters.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from datetime import UTC, datetime
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
 
 from api.context import Context
-from api.errors import invalid_parameter
-from collector.profile import load_profile
-from config.models import Device
-from store.base import Windows
-from store.counters import CounterWindow
+from api.errors import ApiError, ErrorDetail, invalid_parameter
+from reports.energy import (
+    EVERY_LENGTH,
+    RANGE_EVERY,
+    EnergyReport,
+    Every,
+    WindowLength,
+    energy_range,
+    energy_report,
+)
+from reports.period import Period
 
 log = logging.getLogger(__name__)
 
-ENERGY_METRIC = "energy_import"
-Every = Literal["15m", "1h", "1d"]
-EVERY: dict[str, timedelta] = {
-    "15m": timedelta(minutes=15),
-    "1h": timedelta(hours=1),
-    "1d": timedelta(days=1),
-}
 MAX_WINDOWS = 5000
-_KWH_DIGITS = 3  # Wh resolution: finer figures are float noise of the spreading over windows
+_MONTH_EVERY: dict[str, Every] = {v: k for k, v in EVERY_LENGTH.items()}
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 _WHEN_HELP = (
     "ISO 8601 date (local midnight in the site time zone) or date-time; a date-time without "
-    "an offset is site-local"
+    "an offset is site-local. Give start and end, or month"
 )
-
-
-class WindowOut(BaseModel):
-    start: datetime
-    end: datetime
-    kwh: float | None = Field(description="Energy used in the window; null when no data")
-    samples: int = Field(description="Trusted samples in the window")
-    glitches: int = Field(description="Samples skipped as read glitches")
-    rollovers: int
-    resets: int = Field(description="Drops that did not come back (reset or meter swap)")
-
-
-class MeterOut(BaseModel):
-    device: str
-    name: str
-    building: str
-    total_kwh: float | None = Field(description="Sum over the windows; null when no data")
-    glitches: int
-    rollovers: int
-    resets: int
-    completeness: float = Field(description="Fraction of windows with samples, 0..1")
-    windows: list[WindowOut]
-
-
-class BuildingOut(BaseModel):
-    building: str
-    name: str
-    total_kwh: float | None = Field(description="Sum of the building's meters in this report")
-    meters: int
-
-
-class EnergyReport(BaseModel):
-    metric: str
-    unit: str
-    timezone: str
-    start: datetime
-    end: datetime
-    every: Every
-    windows: int
-    total_kwh: float | None
-    meters: list[MeterOut]
-    buildings: list[BuildingOut]
+_MONTH_HELP = (
+    "A calendar month, YYYY-MM, in the site time zone: the full energy and cost report "
+    "(cost by time-of-use band, fixed and demand charges, peak demand, base load, comparisons "
+    "with the previous month and the same month last year, budget, daily series). A month "
+    "still running ends now. Not together with start/end"
+)
+_EVERY_HELP = (
+    "Window length of each meter's windows: 15m, 1h or 1d with start/end; 1d, 1w (ISO weeks "
+    "from Monday) or 1mo with month"
+)
 
 
 def parse_when(name: str, text: str, tz: ZoneInfo) -> datetime:
@@ -103,46 +69,77 @@ def parse_when(name: str, text: str, tz: ZoneInfo) -> datetime:
     return t
 
 
-def _rollover(device: Device) -> float | None:
-    """The counter's wrap value from the device's profile; None when unknown."""
-    try:
-        src = device.source
-        if src.type == "mqtt":
-            return None  # no register map: the wrap value is unknown
-        return load_profile(src.profile).register(ENERGY_METRIC).rollover
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _sum(values: Sequence[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return round(sum(known), _KWH_DIGITS) if known else None
-
-
 def router(ctx: Context) -> APIRouter:
     r = APIRouter(tags=["reports"])
     meters = [d for d in ctx.config.devices if d.kind == "power_meter"]
 
-    @r.get("/reports/energy", response_model=EnergyReport, summary="kWh per meter and window")
+    @r.get(
+        "/reports/energy",
+        response_model=EnergyReport,
+        summary="kWh per meter and window; with month= energy cost, demand and comparisons",
+    )
     def energy(
-        start: Annotated[str, Query(description=_WHEN_HELP, examples=["2024-03-01"])],
-        end: Annotated[str, Query(description=_WHEN_HELP, examples=["2024-04-01"])],
-        every: Annotated[Every, Query(description="Window length")] = "1d",
-        building: Annotated[str | None, Query(description="Only this building")] = None,
-        device: Annotated[str | None, Query(description="Only this power meter")] = None,
+        start: Annotated[str | None, Query(description=_WHEN_HELP, examples=["2024-03-01"])] = None,
+        end: Annotated[str | None, Query(description=_WHEN_HELP, examples=["2024-04-01"])] = None,
+        month: Annotated[str | None, Query(description=_MONTH_HELP, examples=["2024-03"])] = None,
+        every: Annotated[WindowLength, Query(description=_EVERY_HELP, examples=["1d"])] = "1d",
+        building: Annotated[
+            str | None, Query(description="Only this building", examples=["A"])
+        ] = None,
+        device: Annotated[
+            str | None,
+            Query(description="Only this power meter (start/end only)", examples=["pm-1"]),
+        ] = None,
     ) -> EnergyReport:
+        if building is not None and building not in ctx.buildings:
+            raise invalid_parameter("building", f"unknown building {building!r}")
+        if month is not None:
+            if start is not None or end is not None:
+                given = "start" if start is not None else "end"
+                raise invalid_parameter(
+                    "month", f"give either month or start and end, not month and {given}"
+                )
+            if device is not None:
+                raise invalid_parameter(
+                    "device", "works with start/end only; month= reports every meter"
+                )
+            if every not in _MONTH_EVERY:
+                raise invalid_parameter(
+                    "every", f"with month use 1d, 1w or 1mo; {every} windows need start/end"
+                )
+            try:
+                period = Period.parse_month(month, ctx.tz)
+            except ValueError as exc:
+                raise invalid_parameter("month", str(exc)) from None
+            if not _EARLIEST <= period.start < _LATEST:
+                raise invalid_parameter(
+                    "month", f"must be between {_EARLIEST.year} and {_LATEST.year}"
+                )
+            return energy_report(ctx.reports, period, every=_MONTH_EVERY[every], building=building)
+
+        if start is None or end is None:
+            missing = [n for n, v in (("start", start), ("end", end)) if v is None]
+            why = "required: give start and end, or month=YYYY-MM"
+            raise ApiError(
+                400,
+                "invalid_parameter",
+                f"invalid parameter{'s' if len(missing) > 1 else ''} "
+                f"{' and '.join(repr(n) for n in missing)}: {why}",
+                [ErrorDetail(parameter=n, location="query", message=why) for n in missing],
+            )
         t0 = parse_when("start", start, ctx.tz)
         t1 = parse_when("end", end, ctx.tz)
         if t1 <= t0:
             raise invalid_parameter("end", "must be after start")
-        step = EVERY[every]
-        count = -(-(t1 - t0) // step)
+        if every not in RANGE_EVERY:
+            raise invalid_parameter(
+                "every", f"with start/end use 15m, 1h or 1d; {every} windows need month="
+            )
+        count = -(-(t1 - t0) // RANGE_EVERY[every])
         if count > MAX_WINDOWS:
             raise invalid_parameter(
                 "every", f"{count} windows of {every}; at most {MAX_WINDOWS} per report"
             )
-        if building is not None and building not in ctx.buildings:
-            raise invalid_parameter("building", f"unknown building {building!r}")
         if device is not None and device not in {m.id for m in meters}:
             raise invalid_parameter("device", f"{device!r} is not a configured power meter")
         chosen = [
@@ -151,69 +148,6 @@ def router(ctx: Context) -> APIRouter:
             if (building is None or m.location.building == building)
             and (device is None or m.id == device)
         ]
-        windows = Windows(t0, t1, step)
-        # One query per rollover value: meters on different profiles may wrap differently.
-        groups: dict[float | None, list[str]] = defaultdict(list)
-        for m in chosen:
-            groups[_rollover(m)].append(m.id)
-        found: dict[tuple[str, datetime], CounterWindow] = {}
-        for rollover, ids in groups.items():
-            for cw in ctx.store.counter_delta(ENERGY_METRIC, windows, ids, rollover=rollover):
-                found[(cw.device, cw.start)] = cw
-
-        bounds = windows.bounds()
-        out: list[MeterOut] = []
-        for m in chosen:
-            rows: list[WindowOut] = []
-            for ws, we in bounds:
-                hit = found.get((m.id, ws))
-                rows.append(
-                    WindowOut(
-                        start=ws.astimezone(ctx.tz),
-                        end=we.astimezone(ctx.tz),
-                        kwh=round(hit.delta, _KWH_DIGITS) if hit is not None else None,
-                        samples=hit.samples if hit is not None else 0,
-                        glitches=hit.glitches if hit is not None else 0,
-                        rollovers=hit.rollovers if hit is not None else 0,
-                        resets=hit.resets if hit is not None else 0,
-                    )
-                )
-            raw = [found[(m.id, ws)].delta for ws, _ in bounds if (m.id, ws) in found]
-            out.append(
-                MeterOut(
-                    device=m.id,
-                    name=m.name,
-                    building=m.location.building,
-                    total_kwh=_sum(raw),
-                    glitches=sum(w.glitches for w in rows),
-                    rollovers=sum(w.rollovers for w in rows),
-                    resets=sum(w.resets for w in rows),
-                    completeness=round(sum(1 for w in rows if w.samples) / len(rows), 4),
-                    windows=rows,
-                )
-            )
-        by_building: dict[str, list[MeterOut]] = defaultdict(list)
-        for mo in out:
-            by_building[mo.building].append(mo)
-        return EnergyReport(
-            metric=ENERGY_METRIC,
-            unit="kWh",
-            timezone=ctx.config.site.timezone,
-            start=t0.astimezone(ctx.tz),
-            end=t1.astimezone(ctx.tz),
-            every=every,
-            windows=len(bounds),
-            total_kwh=_sum([mo.total_kwh for mo in out]),
-            meters=out,
-            buildings=[
-                BuildingOut(
-                    building=b,
-                    name=ctx.buildings.get(b, b),
-                    total_kwh=_sum([mo.total_kwh for mo in ms]),
-                    meters=len(ms),
-                )
-                for b, ms in sorted(by_building.items())
-            ],
-        )
+        return energy_range(ctx.reports, t0, t1, every, chosen)
 
     return r

@@ -24,13 +24,19 @@ pm-3 (building B) wraps its uint32 register (0.01 kWh, so at 42 949 672.96 kWh) 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from fastapi.testclient import TestClient
 
+from alerts import TicketStore
+from api import create_app
+from store.embedded import EmbeddedStore
 from store.reading import Reading
-from tests.api.conftest import Api
+from tests.api.conftest import NOW, TOKEN, Api, site_config
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -43,8 +49,7 @@ def kwh(device: str, t: datetime, v: float) -> Reading:
     return Reading(t, device, "energy_import", v, "kWh")
 
 
-@pytest.fixture
-def energy_api(api: Api) -> Api:
+def with_readings(api: Api) -> Api:
     api.store.write(
         [
             kwh("pm-1", local(29, 23, month=2), 1000.0),
@@ -64,6 +69,11 @@ def energy_api(api: Api) -> Api:
         ]
     )
     return api
+
+
+@pytest.fixture
+def energy_api(api: Api) -> Api:
+    return with_readings(api)
 
 
 def test_kwh_per_meter_per_local_day_with_totals_and_quality(energy_api: Api) -> None:
@@ -96,7 +106,10 @@ def test_kwh_per_meter_per_local_day_with_totals_and_quality(energy_api: Api) ->
     assert (pm3["rollovers"], pm3["resets"]) == (1, 0)
 
     buildings = {b["building"]: b for b in rep["buildings"]}
-    assert buildings["A"] == {"building": "A", "name": "A座", "total_kwh": 350.0, "meters": 1}
+    a = buildings["A"]
+    assert (a["name"], a["total_kwh"], a["meters"], a["mains"]) == ("A座", 350.0, 1, ["pm-1"])
+    assert a["kwh_per_m2"] == pytest.approx(350 / 20000, abs=1e-4)
+    assert a["cost"] is None and a["daily"] == []  # month= sections stay empty for start/end
     assert buildings["B"]["total_kwh"] == pytest.approx(29.92) and buildings["B"]["meters"] == 2
     assert rep["total_kwh"] == pytest.approx(379.92)
 
@@ -148,3 +161,91 @@ def test_window_limit(api: Api) -> None:
     too_many = api.get("/api/v1/reports/energy", start="2024-01-01", end="2024-02-23", every="15m")
     assert too_many.status_code == 400
     assert "5000" in too_many.json()["error"]["message"]
+
+
+# -- month= : the energy and cost report --------------------------------------------------------
+FLAT_HALF = {
+    "id": "flat",
+    "name": "单一电价",
+    "versions": [{"effective_from": "2024-01-01", "prices": {"flat": 0.5}}],
+}
+
+
+@pytest.fixture
+def tariff_api(tmp_path: Path) -> Iterator[Api]:
+    """The energy_api readings on a site with one flat 0.5 CNY/kWh tariff, at the same NOW."""
+    cfg = site_config(tariffs=[FLAT_HALF])
+    store = EmbeddedStore(":memory:")
+    tickets = TicketStore(f"sqlite:///{tmp_path / 'tickets.db'}")
+    app = create_app(cfg, store, tickets, tokens={TOKEN: "viewer"}, clock=lambda: NOW)
+    with TestClient(app) as client:
+        yield with_readings(Api(client, store, tickets, cfg))
+    tickets.close()
+    store.close()
+
+
+def test_month_report_runs_until_now_with_cost(tariff_api: Api) -> None:
+    # NOW is 3 March 12:00 local. pm-1: 200 + 150 + 10 (half of the 2 h step 23:00-01:00) = 360.
+    resp = tariff_api.get("/api/v1/reports/energy", month="2024-03")
+    assert resp.status_code == 200, resp.text
+    rep = resp.json()
+    assert (rep["month"], rep["complete"], rep["every"], rep["windows"]) == (
+        "2024-03",
+        False,
+        "1d",
+        3,
+    )
+    assert rep["end"] == "2024-03-03T12:00:00+08:00"
+    pm1 = rep["meters"][0]
+    assert [w["kwh"] for w in pm1["windows"]] == pytest.approx([200.0, 150.0, 10.0])
+    assert pm1["windows"][2]["end"] == "2024-03-03T12:00:00+08:00"
+    assert (pm1["glitches"], pm1["cost"]["energy"]) == (1, 180.0)
+    a, b = rep["buildings"]
+    assert (a["total_kwh"], a["cost"]["total"], a["cost"]["fixed"]) == (360.0, 180.0, 0.0)
+    assert b["total_kwh"] == pytest.approx(29.92) and b["cost"]["total"] == pytest.approx(14.96)
+    assert rep["total_cost"] == pytest.approx(194.96) and rep["currency"] == "CNY"
+    assert [d["kwh"] for d in a["daily"]] == pytest.approx([200.0, 150.0, 10.0])
+    # February has no data: the comparison is there, with nulls.
+    assert [(c["month"], c["kwh"], c["kwh_change_pct"]) for c in rep["comparisons"]] == [
+        ("2024-02", None, None),
+        ("2023-03", None, None),
+    ]
+
+    weekly = tariff_api.get("/api/v1/reports/energy", month="2024-03", every="1w", building="B")
+    assert weekly.status_code == 200, weekly.text
+    assert [m["device"] for m in weekly.json()["meters"]] == ["pm-2", "pm-3"]
+    assert weekly.json()["meters"][1]["windows"][0]["rollovers"] == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter", "text"),
+    [
+        ({"month": "2024-03", "start": "2024-03-01"}, "month", "not month and start"),
+        ({"month": "2024-03", "end": "2024-04-01"}, "month", "not month and end"),
+        ({"month": "2024-13"}, "month", "YYYY-MM"),
+        ({"month": "March"}, "month", "YYYY-MM"),
+        ({"month": "2024-03", "every": "15m"}, "every", "need start/end"),
+        ({"month": "2024-03", "device": "pm-1"}, "device", "start/end only"),
+        ({"month": "2024-03", "building": "Z"}, "building", "unknown building"),
+        ({}, "start", "'start' and 'end': required: give start and end, or month=YYYY-MM"),
+        ({"start": "2024-03-01"}, "end", "or month=YYYY-MM"),
+        ({"start": "2024-03-01", "end": "2024-04-01", "every": "1mo"}, "every", "need month="),
+    ],
+)
+def test_month_and_start_end_errors(
+    api: Api, params: dict[str, str], parameter: str, text: str
+) -> None:
+    resp = api.get("/api/v1/reports/energy", **params)
+    assert resp.status_code == 400, resp.text
+    err = resp.json()["error"]
+    assert err["code"] == "invalid_parameter"
+    assert err["details"][0]["parameter"] == parameter
+    assert text in err["message"]
+
+
+def test_openapi_documents_month_with_an_example(api: Api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    params = {p["name"]: p for p in spec["paths"]["/api/v1/reports/energy"]["get"]["parameters"]}
+    assert params["month"]["schema"]["examples"] == ["2024-03"]
+    assert params["every"]["schema"]["enum"] == ["15m", "1h", "1d", "1w", "1mo"]
+    assert not params["start"]["required"]
