@@ -782,6 +782,16 @@ def _resolve_paths(config: SiteConfig, base_dir: Path) -> SiteConfig:
     if outbox.path is not None:
         outbox = outbox.model_copy(update={"path": _absolute(outbox.path, base_dir)})
     storage = storage.model_copy(update={"embedded": embedded, "outbox": outbox})
+    reports = config.reports
+    source = reports.savings.temperature
+    if source is not None and source.csv is not None:
+        source = source.model_copy(update={"csv": _absolute(source.csv, base_dir)})
+        savings = reports.savings.model_copy(update={"temperature": source})
+        reports = reports.model_copy(update={"savings": savings})
     return config.model_copy(
-        update={"data_dir": _absolute(config.data_dir, base_dir), "storage": storage}
+        update={
+            "data_dir": _absolute(config.data_dir, base_dir),
+            "storage": storage,
+            "reports": reports,
+        }
     )
