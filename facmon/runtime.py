@@ -27,6 +27,8 @@ from collector import ModbusCollector
 from collector.mqtt import MqttCollector
 from config import SiteConfig
 from facmon.handoff import Handoff
+from reports.context import ReportContext
+from reports.monthly.mail import MonthlyMailer, run_mailer
 from store import Reading, Store
 from store.outbox import DurableWriter
 
@@ -194,6 +196,10 @@ class Pipeline:
         ]
         if self.mqtt is not None:
             tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
+        if self.config.reports.monthly.schedule:
+            rc = ReportContext(self.config, self.store, self.tickets)
+            mailer = MonthlyMailer(rc, self.config.data_dir / "monthly-mail.json")
+            tasks.append(asyncio.create_task(run_mailer(mailer, stop), name="monthly-mail"))
         try:
             await stop.wait()
         finally:
