@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.context import Context
-from api.routes.uptime import END_HELP, MONTH_HELP, START_HELP, known_building, report_period
+from api.params import END_HELP, MONTH_HELP, START_HELP, known_building, report_period
 from reports.water import WaterReport, water_report
 
 
