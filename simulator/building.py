@@ -24,12 +24,15 @@ import contextlib
 import logging
 import math
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -43,6 +46,8 @@ from simulator.models import (
     DeviceModel,
     ElevatorModel,
     ElevatorParams,
+    OutdoorSensorModel,
+    OutdoorSensorParams,
     PowerMeterModel,
     PowerMeterParams,
     Usage,
@@ -50,7 +55,8 @@ from simulator.models import (
     WaterMeterParams,
 )
 from simulator.noise import LocalClock
-from store.reading import Reading
+from store.columnar import SCHEMA, ReadingBatch, tags_json
+from store.reading import Quality, Reading, to_us
 
 __all__ = [
     "DEVICE_UP",
@@ -63,9 +69,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ModelParams = PowerMeterParams | ElevatorParams | WaterMeterParams
+ModelParams = PowerMeterParams | ElevatorParams | WaterMeterParams | OutdoorSensorParams
 
 DEVICE_UP = "device_up"  # metric the collector writes per poll: 1 answered, 0 did not
+# Simulated time between two columnar batches of polled metrics in history(): a day of two lifts'
+# states at 5 s polls is ~100k rows, small enough to hand to a store in one write.
+POLLED_CHUNK = timedelta(days=1)
 
 # Defaults that turn a building's size into loads (documented in default_params).
 _W_PER_M2 = 10.0
@@ -73,6 +82,13 @@ _M3H_PER_M2 = 1e-4
 _LEAK_EVERY_DAYS = 21
 _LEAK_NIGHTS = 5
 _LEAK_M3H = 0.3
+# Air conditioning, as a share of the peak per °C beyond the balance points: a Shanghai July
+# afternoon (~33 °C) adds about 35% of the peak for cooling, a January morning (~2 °C) about
+# 12% for heating.
+_COOLING_PER_C = 0.025
+_HEATING_PER_C = 0.012
+_COOLING_BALANCE_C = 18.0
+_HEATING_BALANCE_C = 12.0
 
 _TABLE_OF_FC = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
 _TABLE_SLOTS = ("coil", "discrete", "holding", "input")  # order of SimDevice's block tuple
@@ -106,10 +122,12 @@ def default_params(config: SiteConfig) -> dict[str, ModelParams]:
 
     * power meters: peak load of 10 W per m2 of the building's floor area, split over the
       building's power meters; ``tags.usage`` ``mall`` or ``office`` (default) picks the daily
-      shape;
+      shape; air conditioning adds 2.5% of the peak per °C above 18 °C outdoors and 1.2% per
+      °C below 12 °C (the site's simulated weather is Shanghai-like);
     * water meters: peak use of 0.1 L/h per m2, split likewise; the site's first water meter
       leaks 0.3 m3/h for 5 nights every 21 days, so any 26-day history holds a whole episode;
-    * elevators: serve the building's basements (negative floors) to its top floor.
+    * elevators: serve the building's basements (negative floors) to its top floor;
+    * sensors: an outdoor temperature and humidity transmitter (the one sensor simulated).
     """
     buildings: dict[str, Building] = {b.id: b for b in config.buildings}
     per_building: dict[tuple[str, str], int] = {}
@@ -128,7 +146,12 @@ def default_params(config: SiteConfig) -> dict[str, ModelParams]:
         usage: Usage = "mall" if d.tags.get("usage") == "mall" else "office"
         if d.kind == "power_meter":
             out[d.id] = PowerMeterParams(
-                peak_kw=round(b.floor_area_m2 * _W_PER_M2 / 1000 / n, 1), usage=usage
+                peak_kw=round(b.floor_area_m2 * _W_PER_M2 / 1000 / n, 1),
+                usage=usage,
+                cooling_per_c=_COOLING_PER_C,
+                heating_per_c=_HEATING_PER_C,
+                cooling_balance_c=_COOLING_BALANCE_C,
+                heating_balance_c=_HEATING_BALANCE_C,
             )
         elif d.kind == "water_meter":
             out[d.id] = WaterMeterParams(
@@ -143,6 +166,8 @@ def default_params(config: SiteConfig) -> dict[str, ModelParams]:
             lowest = -b.basement_floors if b.basement_floors else 1
             top = b.floors if b.floors > 1 or lowest < 0 else 2
             out[d.id] = ElevatorParams(lowest_floor=lowest, top_floor=top, lobby_floor=1)
+        elif d.kind == "sensor":
+            out[d.id] = OutdoorSensorParams()
     return out
 
 
@@ -255,12 +280,22 @@ class _Unit:
                     log.error("simulated %s: cannot encode %s: %s", self.device.id, metric, exc)
         return out
 
-    def readings(self, t: datetime) -> list[Reading]:
-        """Readings of every numeric metric at ``t`` as the collector would decode them."""
-        values = self.model.values()
+    def chosen(self, metrics: Collection[str] | None) -> tuple[list[_Slot], bool]:
+        """The numeric slots of ``metrics`` (all when None) and whether ``device_up`` is one."""
+        if metrics is None:
+            return self.numeric, True
+        return [s for s in self.numeric if s.register.metric in metrics], DEVICE_UP in metrics
+
+    def readings(
+        self, t: datetime, slots: Sequence[_Slot] | None = None, up: bool = True
+    ) -> list[Reading]:
+        """Readings at ``t`` of every numeric metric (or of ``slots``), plus ``device_up``
+        unless ``up`` is false, as the collector would decode them."""
+        wanted = None if slots is None else frozenset(s.register.metric for s in slots)
+        values = self.model.values(wanted)
         dev, tags = self.device.id, self.tags
         out: list[Reading] = []
-        for slot in self.numeric:
+        for slot in self.numeric if slots is None else slots:
             reg = slot.register
             try:
                 v = slot.quantize(values.get(reg.metric, 0.0))
@@ -270,7 +305,8 @@ class _Unit:
                     log.error("simulated %s: cannot encode %s: %s", dev, reg.metric, exc)
                 continue
             out.append(Reading(t, dev, reg.metric, v, reg.unit, tags=tags))
-        out.append(Reading(t, dev, DEVICE_UP, 1.0, "", tags=tags))
+        if up:
+            out.append(Reading(t, dev, DEVICE_UP, 1.0, "", tags=tags))
         return out
 
     def write(self) -> None:
@@ -490,16 +526,30 @@ class SimulatedBuilding:
         unit.write()
 
     def history(
-        self, start: datetime, end: datetime, step: timedelta = timedelta(minutes=5)
-    ) -> Iterator[list[Reading]]:
+        self,
+        start: datetime,
+        end: datetime,
+        step: timedelta = timedelta(minutes=5),
+        metrics: Collection[str] | None = None,
+        polled: Collection[str] = (),
+    ) -> Iterator[Sequence[Reading]]:
         """Readings every ``step`` from ``start`` (included) to ``end`` (excluded), one batch
         (a list over all devices) per step, then the models stand at ``end``.
 
         Each batch holds, per device, every numeric metric of its profile -- decoded from the
         register words the collector would read, with the profile's units and the device's tags
-        -- plus ``device_up`` = 1. Counters carry on from the last batch into live updates
-        after ``end``. The models must not already be past ``start``: call this before
+        -- plus ``device_up`` = 1; with ``metrics`` only those (``device_up`` included only if
+        named). Counters carry on from the last batch into live updates after ``end``, whatever
+        the step. The models must not already be past ``start``: call this before
         :meth:`update` (or with ``start`` at or after the last update).
+
+        ``polled`` metrics are sampled at each device's own ``poll_interval`` instead -- at the
+        multiples of it (since the epoch) in ``[start, end)``, as a collector polling all along
+        would have stored them -- and left out of the step batches. They come as
+        :class:`~store.columnar.ReadingBatch` batches, each covering up to :data:`POLLED_CHUNK`
+        of simulated time, between the step batches; they are only for models whose values of
+        them are piecewise constant between events (:attr:`ElevatorModel.STATE_METRICS`), so a
+        month of 5-second samples costs array work, not a model step per sample.
         """
         t0 = _aware("start", start)
         t1 = _aware("end", end)
@@ -513,22 +563,93 @@ class SimulatedBuilding:
                 f"history must start at or after the simulated time already reached "
                 f"(devices {', '.join(ahead)}); generate history before live updates"
             )
-        return self._history(start.astimezone(UTC), end.astimezone(UTC), step)
+        wanted = None if metrics is None else frozenset(metrics)
+        by_poll = frozenset(polled)
+        for u in self._units.values():
+            names = {s.register.metric for s in u.numeric} & by_poll
+            states = ElevatorModel.STATE_METRICS if isinstance(u.model, ElevatorModel) else ()
+            if names - set(states):
+                raise ValueError(
+                    f"device {u.device.id!r}: cannot sample {', '.join(sorted(names))} at the "
+                    f"poll interval (metrics that can be: {', '.join(states) or 'none'})"
+                )
+        return self._history(start.astimezone(UTC), end.astimezone(UTC), step, wanted, by_poll)
 
-    def _history(self, start: datetime, end: datetime, step: timedelta) -> Iterator[list[Reading]]:
-        units = list(self._units.values())
-        n = 0
-        t = start
-        while t < end:
-            ts = t.timestamp()
-            batch: list[Reading] = []
-            for u in units:
-                u.model.advance(ts)
-                batch.extend(u.readings(t))
-            yield batch
-            n += 1
-            t = start + n * step
-        self.update(end)
+    def _history(
+        self,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        metrics: frozenset[str] | None,
+        polled: frozenset[str],
+    ) -> Iterator[Sequence[Reading]]:
+        # Every model starts at ``start`` (counters integrate from their first instant);
+        # devices with nothing wanted are then not sampled, and the final update moves them on.
+        for unit in self._units.values():
+            unit.model.advance(start.timestamp())
+        units = []
+        dense: list[tuple[_Unit, ElevatorModel, list[_Slot]]] = []
+        for u in self._units.values():
+            slots, up = u.chosen(metrics)
+            by_poll = [s for s in u.numeric if s.register.metric in polled]
+            if by_poll:
+                assert isinstance(u.model, ElevatorModel)  # history() checked
+                dense.append((u, u.model, by_poll))
+                slots = [s for s in slots if s.register.metric not in polled]
+            if slots or up:
+                units.append((u, slots, up))
+        for _, model, _ in dense:
+            model.track_states()
+        try:
+            n = 0
+            t = start
+            chunk_from = start
+            while t < end:
+                ts = t.timestamp()
+                batch: list[Reading] = []
+                for u, slots, up in units:
+                    u.model.advance(ts)
+                    batch.extend(u.readings(t, slots, up))
+                yield batch
+                if dense and t - chunk_from >= POLLED_CHUNK:
+                    for u, _, _ in dense:  # a device not in the step batches stands behind
+                        u.model.advance(ts)
+                    yield self._polled(dense, chunk_from, t)
+                    chunk_from = t
+                n += 1
+                t = start + n * step
+            self.update(end)
+            if dense:
+                yield self._polled(dense, chunk_from, end)
+        finally:
+            for _, model, _ in dense:
+                model.track_states(False)
+
+    def _polled(
+        self,
+        dense: Sequence[tuple[_Unit, ElevatorModel, Sequence[_Slot]]],
+        start: datetime,
+        end: datetime,
+    ) -> ReadingBatch:
+        """The polled metrics of ``dense`` at every poll of ``[start, end)``; the models stand
+        at ``end`` or later."""
+        lo, hi = to_us(start), to_us(end)
+        tables: list[pa.Table] = []
+        for u, model, slots in dense:
+            every = u.device.poll_interval // timedelta(microseconds=1)
+            first = -(-lo // every) * every  # the first multiple of the interval at or after lo
+            times = np.arange(first, hi, every, dtype=np.int64)
+            if not len(times):
+                continue
+            # The float seconds the live model compares with: us / 10**6, as datetime does.
+            values = model.state_values(times / 1e6)
+            for slot in slots:
+                column = _quantized(u, slot, values[slot.register.metric])
+                if column is not None:
+                    tables.append(_columns(u, slot.register, times, column))
+        if not tables:
+            return ReadingBatch(SCHEMA.empty_table())
+        return ReadingBatch(pa.concat_tables(tables))
 
     # ---- servers
 
@@ -603,6 +724,48 @@ class SimulatedBuilding:
         await self.stop()
 
 
+def _quantized(
+    unit: _Unit, slot: _Slot, values: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64] | None:
+    """``values`` as the collector decodes them (through the register); None if one cannot be
+    encoded, logged once per metric like a live value."""
+    distinct, where = np.unique(values, return_inverse=True)
+    try:
+        decoded = np.array([slot.quantize(float(v)) for v in distinct], dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        if slot.register.metric not in unit._failed:
+            unit._failed.add(slot.register.metric)
+            log.error(
+                "simulated %s: cannot encode %s: %s", unit.device.id, slot.register.metric, exc
+            )
+        return None
+    out: npt.NDArray[np.float64] = decoded[where.reshape(-1)]
+    return out
+
+
+def _columns(
+    unit: _Unit, register: Register, times: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
+) -> pa.Table:
+    """One device's samples of one metric as a table of :data:`store.columnar.SCHEMA`: the
+    device's tags, the register's unit, good quality -- what the collector writes per poll."""
+    n = len(times)
+    tags = pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(n, dtype=np.int32)), pa.array([tags_json(unit.tags)], pa.string())
+    )
+    return pa.Table.from_arrays(
+        [
+            pa.array(times, pa.int64()),
+            pa.repeat(pa.scalar(unit.device.id, pa.string()), n),
+            pa.repeat(pa.scalar(register.metric, pa.string()), n),
+            pa.array(values, pa.float64()),
+            pa.repeat(pa.scalar(register.unit, pa.string()), n),
+            pa.array(np.full(n, int(Quality.GOOD), dtype=np.uint8), pa.uint8()),
+            tags,
+        ],
+        schema=SCHEMA,
+    )
+
+
 async def _listen(devices: list[SimDevice], host: str, port: int) -> tuple[ModbusTcpServer, int]:
     """Start a server on ``port``, or on a free port if that one cannot be bound."""
     for attempt in (port, 0) if port else (0,):
@@ -650,8 +813,15 @@ def _water(dev: str, p: ModelParams, clock: LocalClock, seed: int) -> DeviceMode
     return WaterMeterModel(dev, p, clock, seed)
 
 
+def _sensor(dev: str, p: ModelParams, clock: LocalClock, seed: int) -> DeviceModel:
+    if not isinstance(p, OutdoorSensorParams):
+        raise TypeError(f"device {dev!r} is a sensor: give OutdoorSensorParams")
+    return OutdoorSensorModel(dev, p, clock, seed)
+
+
 _MODELS: dict[str, Callable[[str, ModelParams, LocalClock, int], DeviceModel]] = {
     "power_meter": _power,
     "elevator": _elevator,
     "water_meter": _water,
+    "sensor": _sensor,
 }

@@ -9,7 +9,12 @@ the instant. Counters integrate them on a fixed 5-minute grid (power and flow ar
 between grid knots, so the integral is exact), which makes a counter depend on the seed, the
 instant and the instant the model was first advanced to -- never on how often it was sampled.
 The elevator is a sequence of trips drawn from a seeded random stream in time order; its state
-likewise depends only on the seed, the first instant and the current instant.
+likewise depends only on the seed, the first instant and the current instant. Its service mode,
+fault code and entrapment change only at faults and maintenance windows, so back-fill can record
+those spans while the model runs and sample the three metrics at any rate afterwards
+(:meth:`ElevatorModel.state_values`) without stepping the model at that rate. The outdoor
+temperature (:class:`Weather`) depends on the seed and the instant only, so the outdoor sensor
+and the air conditioning in the power meters' load see the same weather.
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from simulator.noise import LocalClock, key_of, signed, smooth, smooth3, unit
 
@@ -28,11 +37,16 @@ __all__ = [
     "ElevatorModel",
     "ElevatorParams",
     "LeakEpisode",
+    "OutdoorSensorModel",
+    "OutdoorSensorParams",
     "PowerMeterModel",
     "PowerMeterParams",
+    "StateSpan",
     "Usage",
     "WaterMeterModel",
     "WaterMeterParams",
+    "Weather",
+    "WeatherParams",
 ]
 
 Usage = Literal["office", "mall"]
@@ -76,9 +90,129 @@ class DeviceModel(Protocol):
         """Move the model to instant ``t``; an earlier instant keeps the current state."""
         ...
 
-    def values(self) -> dict[str, float]:
-        """Engineering values of the model's metrics at :attr:`time`."""
+    def values(self, metrics: Collection[str] | None = None) -> dict[str, float]:
+        """Engineering values of the model's metrics at :attr:`time`.
+
+        ``metrics`` names the ones the caller needs (all when None); a model may return more.
+        """
         ...
+
+
+# --------------------------------------------------------------------------- weather
+
+_YEAR = 365.2425
+_EPOCH_TO_2000 = 10957  # days from 1970-01-01 to 2000-01-01
+
+
+@dataclass(frozen=True, slots=True)
+class WeatherParams:
+    """Outdoor air temperature of the site: a seasonal wave, a daily wave and passing weather.
+
+    The defaults are Shanghai-like: daily means near 5 °C in late January and 30 °C in late
+    July, about ±3.5 °C between dawn and mid-afternoon, and fronts that move the daily mean by
+    a few degrees over two to four days (so a month holds warmer and cooler days, which is what
+    lets a baseline model tell weather from everything else).
+    """
+
+    annual_mean_c: float = 17.5
+    annual_swing_c: float = 12.5  # half the gap between the warmest and the coldest daily mean
+    coldest_day: float = 20.0  # day of the year (1 = 1 January) of the coldest daily mean
+    daily_swing_c: float = 3.5
+    warmest_hour: float = 14.5  # local hour of the daily maximum
+    front_c: float = 3.0  # amplitude of the multi-day swings
+
+    def __post_init__(self) -> None:
+        if self.annual_swing_c < 0 or self.daily_swing_c < 0 or self.front_c < 0:
+            raise ValueError("weather swings must not be negative")
+        if not 0 <= self.warmest_hour < 24:
+            raise ValueError(f"warmest_hour must be in [0, 24), got {self.warmest_hour}")
+
+
+class Weather:
+    """Outdoor temperature as a pure function of the seed and the instant.
+
+    Keyed by the seed alone (not by a device), so every model built with the same seed -- the
+    outdoor sensor and each power meter's air conditioning -- sees the same weather.
+    """
+
+    def __init__(self, params: WeatherParams, clock: LocalClock, seed: int = 1) -> None:
+        self.params = params
+        self._clock = clock
+        self._k_front = key_of(seed, "weather", "front")
+        self._k_day = key_of(seed, "weather", "day")
+        self._coldest = _EPOCH_TO_2000 + params.coldest_day - 1.0
+
+    def seasonal_c(self, t: float) -> float:
+        """The climate's daily mean at ``t``, without passing weather."""
+        return self._seasonal(self._clock.local(t))
+
+    def daily_wave_c(self, t: float) -> float:
+        """Offset from the daily mean by time of day: lowest before dawn, highest mid-afternoon."""
+        return self._wave(self._clock.local(t))
+
+    def _seasonal(self, local: float) -> float:
+        p = self.params
+        phase = 2.0 * math.pi * (local / _DAY - self._coldest) / _YEAR
+        return p.annual_mean_c - p.annual_swing_c * math.cos(phase)
+
+    def _wave(self, local: float) -> float:
+        p = self.params
+        hour = (local % _DAY) / _H
+        return p.daily_swing_c * math.cos(2.0 * math.pi * (hour - p.warmest_hour) / 24.0)
+
+    def front_c(self, t: float) -> float:
+        """Passing weather: swings over a few days plus a smaller day-to-day one."""
+        a = self.params.front_c
+        return a * smooth(self._k_front, t, 3.0 * _DAY) + 0.35 * a * smooth(self._k_day, t, _DAY)
+
+    def temperature_c(self, t: float) -> float:
+        """Outdoor air temperature at ``t`` in °C."""
+        local = self._clock.local(t)
+        return self._seasonal(local) + self._wave(local) + self.front_c(t)
+
+
+@dataclass(frozen=True, slots=True)
+class OutdoorSensorParams:
+    """An outdoor temperature and humidity transmitter (e.g. on the roof)."""
+
+    weather: WeatherParams = WeatherParams()
+    noise_c: float = 0.1  # reading jitter
+
+    def __post_init__(self) -> None:
+        if self.noise_c < 0:
+            raise ValueError("noise_c must not be negative")
+
+
+class OutdoorSensorModel:
+    """Outdoor temperature (the site's :class:`Weather` plus reading jitter) and relative
+    humidity, which runs opposite to the daily temperature wave like real outdoor air."""
+
+    def __init__(
+        self, device_id: str, params: OutdoorSensorParams, clock: LocalClock, seed: int = 1
+    ) -> None:
+        self.device_id = device_id
+        self.params = params
+        self.weather = Weather(params.weather, clock, seed)
+        self._k_jitter = key_of(seed, device_id, "sensor", "jitter")
+        self._k_rh = key_of(seed, device_id, "sensor", "rh")
+        self._t: float | None = None
+
+    @property
+    def time(self) -> float | None:
+        return self._t
+
+    def advance(self, t: float) -> None:
+        if self._t is None or t > self._t:
+            self._t = t
+
+    def values(self, metrics: Collection[str] | None = None) -> dict[str, float]:
+        t = self._t
+        if t is None:
+            raise RuntimeError("advance() the model before reading it")
+        w = self.weather
+        temp = w.temperature_c(t) + self.params.noise_c * signed(self._k_jitter, int(t))
+        rh = 72.0 + 12.0 * smooth(self._k_rh, t, 2.0 * _DAY) - 2.5 * w.daily_wave_c(t)
+        return {"outdoor_temperature": temp, "outdoor_humidity": min(max(rh, 15.0), 100.0)}
 
 
 # --------------------------------------------------------------------------- power meter
@@ -94,6 +228,18 @@ class PowerMeterParams:
     weekend_factor: float | None = None  # share of the weekday variable load; default by usage
     nominal_voltage: float = 228.0  # phase-to-neutral
     initial_kwh: float | None = None  # reading of the energy counter at the first instant
+    # Air conditioning on top of the activity curve, as a share of peak_kw per °C of outdoor
+    # temperature above the cooling / below the heating balance point, at full activity. Zero
+    # (the default) leaves the load independent of the weather.
+    cooling_per_c: float = 0.0
+    heating_per_c: float = 0.0
+    cooling_balance_c: float = 18.0
+    heating_balance_c: float = 12.0
+    hvac_idle: float = 0.15  # share of the air-conditioning load left when the building is empty
+    weather: WeatherParams = WeatherParams()
+    # An energy-saving measure: from saving_from on the air-conditioning load is this much lower.
+    saving_from: datetime | None = None
+    saving_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.peak_kw > 0:
@@ -102,13 +248,29 @@ class PowerMeterParams:
             raise ValueError(f"base_fraction must be in [0, 1), got {self.base_fraction}")
         if self.weekend_factor is not None and not 0 <= self.weekend_factor <= 2:
             raise ValueError(f"weekend_factor must be in [0, 2], got {self.weekend_factor}")
+        if self.cooling_per_c < 0 or self.heating_per_c < 0:
+            raise ValueError("cooling_per_c and heating_per_c must not be negative")
+        if self.heating_balance_c > self.cooling_balance_c:
+            raise ValueError("heating_balance_c must not be above cooling_balance_c")
+        if not 0 <= self.hvac_idle <= 1:
+            raise ValueError(f"hvac_idle must be in [0, 1], got {self.hvac_idle}")
+        if not 0 <= self.saving_fraction < 1:
+            raise ValueError(f"saving_fraction must be in [0, 1), got {self.saving_fraction}")
+        if self.saving_from is not None and self.saving_from.tzinfo is None:
+            raise ValueError("saving_from must be timezone-aware")
+
+
+_ENERGY_AND_POWER = frozenset({"active_power", "energy_import"})
 
 
 class PowerMeterModel:
     """Three-phase power meter on a mall or office supply.
 
     Active power follows the daily activity curve between the base load and the peak, with
-    day-to-day (weather) and 5-minute variation plus 1% reading jitter. Voltages sag a little
+    day-to-day and 5-minute variation plus 1% reading jitter. With ``cooling_per_c`` or
+    ``heating_per_c`` an air-conditioning load follows the outdoor temperature (the site's
+    :class:`Weather`) beyond the balance points, scaled by activity; from ``saving_from`` on
+    it is ``saving_fraction`` lower -- a measure whose true saving is known. Voltages sag a little
     under load, power factor improves with load, currents satisfy ``P = sum(U_i * I_i * pf)``
     and ``Q = P * tan(acos(pf))``; ``energy_import`` is the exact integral of the smoothed
     power (the jitter is measurement noise, not consumption).
@@ -141,6 +303,11 @@ class PowerMeterModel:
             if params.initial_kwh is not None
             else 200_000.0 + 800_000.0 * unit(k(64), 0)
         )
+        self._hvac = params.cooling_per_c > 0 or params.heating_per_c > 0
+        self.weather = Weather(params.weather, clock, seed)
+        self._saving_from = (
+            params.saving_from.timestamp() if params.saving_from is not None else math.inf
+        )
         self._knots: dict[int, float] = {}
         self._t: float | None = None
         self._k = 0  # energy is integrated up to knot self._k ...
@@ -162,11 +329,23 @@ class PowerMeterModel:
         base = self.params.base_fraction
         p = self.params.peak_kw * (base + (1.0 - base) * a)
         p *= 1.0 + 0.06 * smooth(self._k_day, t, _DAY) + 0.03 * signed(self._k_knot, k)
+        if self._hvac:
+            p += self.hvac_kw(t, a)
         p = max(p, 0.0)
         if len(self._knots) > 64:
             self._knots.clear()
         self._knots[k] = p
         return p
+
+    def hvac_kw(self, t: float, activity: float) -> float:
+        """Air-conditioning load at ``t`` for a building this busy (0..1), after any saving."""
+        p = self.params
+        temp = self.weather.temperature_c(t)
+        degrees = p.cooling_per_c * max(temp - p.cooling_balance_c, 0.0) + p.heating_per_c * max(
+            p.heating_balance_c - temp, 0.0
+        )
+        kw = p.peak_kw * degrees * (p.hvac_idle + (1.0 - p.hvac_idle) * activity)
+        return kw * (1.0 - p.saving_fraction) if t >= self._saving_from else kw
 
     def mean_kw(self, t: float) -> float:
         """Smoothed active power at ``t`` (what the energy counter integrates), in kW."""
@@ -196,12 +375,15 @@ class PowerMeterModel:
             self._e_k + (self._knot_kw(self._k) + self.mean_kw(self._t)) * (self._t - t0) / 2 / _H
         )
 
-    def values(self) -> dict[str, float]:
+    def values(self, metrics: Collection[str] | None = None) -> dict[str, float]:
         t = self._t
         if t is None:
             raise RuntimeError("advance() the model before reading it")
         p_mean = self.mean_kw(t)
         p = p_mean * (1.0 + 0.01 * signed(self._k_jitter, int(t)))
+        if metrics is not None and _ENERGY_AND_POWER.issuperset(metrics):
+            # What a long back-fill stores: skip the phase quantities nobody reads.
+            return {"active_power": p, "energy_import": self.energy_kwh()}
         load = min(p_mean / self.params.peak_kw, 1.2)
         pf = 0.86 + 0.1 * min(load, 1.0) + 0.01 * smooth(self._k_pf, t, 600.0)
         pf = min(max(pf, 0.85), 0.98)
@@ -428,7 +610,7 @@ class WaterMeterModel:
         drawn = max(0.0, min(off, s + dur) - s) * f if dur else 0.0
         return self._v_k + ((b0 + bt) * off / 2 + drawn + self.leak_m3h(k) * off) / _H
 
-    def values(self) -> dict[str, float]:
+    def values(self, metrics: Collection[str] | None = None) -> dict[str, float]:
         if self._t is None:
             raise RuntimeError("advance() the model before reading it")
         return {"volume": self.volume_m3(), "flow_rate": self.flow_m3h(self._t)}
@@ -514,6 +696,18 @@ class _Seg:
     zone: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class StateSpan:
+    """A stretch ``[start, end)`` (POSIX seconds) out of normal service, with the values of
+    :attr:`ElevatorModel.STATE_METRICS` during it; outside every span they are normal, 0, 0."""
+
+    start: float
+    end: float
+    service_mode: int
+    fault_code: int
+    entrapment: int
+
+
 @dataclass(slots=True)
 class _Counters:
     runs: int
@@ -539,7 +733,14 @@ class ElevatorModel:
     floors (entrapment until rescue) or keep the car at a landing; either way the car is out of
     service, stopped, with a non-zero ``fault_code`` for a few minutes. A maintenance window
     (service mode inspection) recurs every ``inspection_every_days``.
+
+    Between faults and maintenance windows :attr:`STATE_METRICS` stand at normal service, no
+    fault, no entrapment. With :meth:`track_states` on, every fault and maintenance segment the
+    model passes is kept as a :class:`StateSpan`, and :meth:`state_values` gives those metrics
+    at any instants in bulk -- exactly what :meth:`values` would give at each of them.
     """
+
+    STATE_METRICS: ClassVar[tuple[str, ...]] = ("service_mode", "fault_code", "entrapment")
 
     def __init__(
         self, device_id: str, params: ElevatorParams, clock: LocalClock, seed: int = 1
@@ -573,6 +774,8 @@ class ElevatorModel:
         self._t: float | None = None
         self._plan_t = 0.0
         self._plan_floor = params.lobby_floor
+        self._spans: list[StateSpan] | None = None  # faults/maintenance passed, when tracking
+        self._spans_from = 0.0  # instant tracking started or state_values() was last called
 
     @property
     def time(self) -> float | None:
@@ -689,6 +892,55 @@ class ElevatorModel:
             self._done.run_seconds += seg.end - seg.start
         elif seg.kind == _DOOR:
             self._done.door_cycles += 1
+        elif self._spans is not None and seg.kind in (_FAULT, _INSPECTION):
+            self._spans.append(_span(seg, seg.end))
+
+    # ---- states in bulk
+
+    def track_states(self, on: bool = True) -> None:
+        """Start (or stop) keeping the fault and maintenance spans the model passes, for
+        :meth:`state_values`. Starting discards whatever was kept before."""
+        if on and self._t is None:
+            raise RuntimeError("advance() the model before tracking its states")
+        self._spans = [] if on else None
+        self._spans_from = self._t if on and self._t is not None else 0.0
+
+    def state_values(self, times: npt.NDArray[np.float64]) -> dict[str, npt.NDArray[np.float64]]:
+        """:attr:`STATE_METRICS` at each of ``times`` (POSIX seconds, ascending), by metric.
+
+        The times must lie between the instant :meth:`track_states` was turned on -- or this
+        was last called, whichever is later -- and :attr:`time`: spans kept before that are
+        dropped by this call. Each value is the one :meth:`values` reports with the model
+        advanced to that instant (a segment holds over ``[start, end)``).
+        """
+        if self._spans is None or self._t is None:
+            raise RuntimeError("track_states() before asking for state values")
+        if len(times) and not self._spans_from <= times[0] <= times[-1] <= self._t:
+            raise ValueError(
+                f"state values asked for [{times[0]}, {times[-1]}], outside the tracked "
+                f"[{self._spans_from}, {self._t}]"
+            )
+        spans = self._spans
+        head = self._segs[0] if self._segs else None
+        if head is not None and head.kind in (_FAULT, _INSPECTION):
+            spans = [*spans, _span(head, head.end)]
+        self._spans = []
+        self._spans_from = self._t
+        n = len(times)
+        mode = np.full(n, float(MODE_NORMAL))
+        code = np.zeros(n)
+        trapped = np.zeros(n)
+        if spans and n:
+            starts = np.fromiter((s.start for s in spans), np.float64, len(spans))
+            ends = np.fromiter((s.end for s in spans), np.float64, len(spans))
+            i = np.searchsorted(starts, times, side="right") - 1
+            inside = i >= 0
+            inside[inside] = times[inside] < ends[i[inside]]
+            j = i[inside]
+            mode[inside] = np.array([float(s.service_mode) for s in spans])[j]
+            code[inside] = np.array([float(s.fault_code) for s in spans])[j]
+            trapped[inside] = np.array([float(s.entrapment) for s in spans])[j]
+        return {"service_mode": mode, "fault_code": code, "entrapment": trapped}
 
     # ---- public
 
@@ -722,6 +974,8 @@ class ElevatorModel:
         t = self._t
         cur = self._segs[0]
         floor = self._floor_at(cur, t)
+        if self._spans is not None and cur.kind in (_FAULT, _INSPECTION) and t > cur.start:
+            self._spans.append(_span(cur, t))  # cut short by the new fault
         if cur.kind == _RUN:  # the part of the run already done counts
             self._done.runs += 1
             self._done.run_seconds += t - cur.start
@@ -743,7 +997,7 @@ class ElevatorModel:
         passed = min(abs(i1 - i0), int(moving / self.params.seconds_per_floor))
         return self._floors[i0 + passed if i1 > i0 else i0 - passed]
 
-    def values(self) -> dict[str, float]:
+    def values(self, metrics: Collection[str] | None = None) -> dict[str, float]:
         t = self._t
         if t is None:
             raise RuntimeError("advance() the model before reading it")
@@ -771,3 +1025,8 @@ class ElevatorModel:
             "running_hours": run_s / _H,
             "door_cycles": float(self._done.door_cycles),
         }
+
+
+def _span(seg: _Seg, end: float) -> StateSpan:
+    mode = MODE_OUT_OF_SERVICE if seg.kind == _FAULT else MODE_INSPECTION
+    return StateSpan(seg.start, end, mode, seg.code, 1 if seg.entrapment else 0)

@@ -23,6 +23,7 @@ SHIPPED = [
     "eastron_sdm120",
     "eastron_sdm630",
     "elevator_gbt24476",
+    "generic_outdoor_th",
     "generic_power_meter_3p",
     "generic_water_meter",
 ]

@@ -25,8 +25,17 @@ class Demo:
         self.log = data_dir.parent / f"demo-{time.monotonic_ns()}.log"
         self.out = self.log.open("w+", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "facmon", "demo", "--data-dir", str(data_dir), "--port", "0",
-             *args],
+            [
+                sys.executable,
+                "-m",
+                "facmon",
+                "demo",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                "0",
+                *args,
+            ],
             stdout=self.out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -86,7 +95,8 @@ def test_demo_serves_live_readings_tickets_and_energy(demo_dir: Path) -> None:
     demo = Demo(demo_dir, "--history-days", "3", "--fault-after", "2")
     try:
         demo.wait_ready()
-        assert "Back-filling 3 days of history" in demo.text()
+        assert "Back-filling 3 days of 5-minute history" in demo.text()
+        assert "History back-filled in" in demo.text()
         assert "demo-test-token" in demo.text()  # printed so the user can copy it
         assert httpx.get(demo.url + "/health").json()["status"] == "ok"
         assert httpx.get(demo.url + "/api/v1/devices").status_code == 401
@@ -94,13 +104,17 @@ def test_demo_serves_live_readings_tickets_and_energy(demo_dir: Path) -> None:
         devices = demo.get("/api/v1/devices")
         items = devices["items"] if isinstance(devices, dict) else devices
         kinds = {d["kind"] for d in items}
-        assert kinds == {"power_meter", "elevator", "water_meter"}
+        assert kinds == {"power_meter", "elevator", "water_meter", "sensor"}
 
-        # Live readings from every device kind, stamped after the demo started (not back-fill).
+        # Live readings from every device kind, stamped after the demo started (not back-fill):
+        # within two polls of now (the lifts poll every 15 s, the rest every 5 s).
+        polls = {d["id"]: d["source"]["poll_interval_s"] for d in items}
+        assert sorted(set(polls.values())) == [5.0, 15.0]
+
         def live_kinds() -> set[str]:
             latest = demo.get("/api/v1/readings/latest", metric="device_up")
             rows = latest["items"] if isinstance(latest, dict) else latest
-            fresh = [r for r in rows if r["value"] == 1 and r["age_s"] < 15]
+            fresh = [r for r in rows if r["value"] == 1 and r["age_s"] < 2 * polls[r["device"]]]
             by_id = {d["id"]: d["kind"] for d in items}
             return {by_id[r["device"]] for r in fresh}
 
@@ -120,6 +134,14 @@ def test_demo_serves_live_readings_tickets_and_energy(demo_dir: Path) -> None:
         assert rep["meters"], rep
         for meter in rep["meters"]:
             assert meter["total_kwh"] > 0
+
+        # Three days cannot hold a baseline year: the savings report says so instead of a number.
+        sav = demo.get("/api/v1/reports/savings")
+        assert sav["temperature_source"].startswith("sensor outdoor-temp")
+        assert sav["split_weekday_weekend"] is True
+        for b in sav["buildings"]:
+            assert b["status"] == "insufficient_data" and b["savings_kwh"] is None
+            assert any("no usable data" in w for w in b["warnings"])
     finally:
         rc = demo.stop()
     assert rc == 0, demo.text()

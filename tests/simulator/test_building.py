@@ -8,7 +8,7 @@ import random
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,15 +19,22 @@ from pymodbus.client import AsyncModbusTcpClient
 from collector.codec import decode, encode
 from collector.modbus import ModbusCollector
 from collector.profile import load_profile
+from collector.tags import device_tags
 from config import load_config
 from config.models import SiteConfig
 from simulator import DEMO_SITE, SimulatedBuilding, WaterMeterParams, with_ports
-from simulator.building import roundtrip
-from simulator.models import ElevatorModel, PowerMeterModel
+from simulator.building import POLLED_CHUNK, roundtrip
+from simulator.models import ElevatorModel, ElevatorParams, OutdoorSensorModel, PowerMeterModel
+from store.columnar import ReadingBatch
 from store.reading import Reading
 
 NOW = datetime(2025, 3, 10, 6, 0, tzinfo=UTC)  # Monday 14:00 in Shanghai
-PROFILES = ("generic_power_meter_3p", "elevator_gbt24476", "generic_water_meter")
+PROFILES = (
+    "generic_power_meter_3p",
+    "elevator_gbt24476",
+    "generic_water_meter",
+    "generic_outdoor_th",
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +72,10 @@ def test_demo_site_config(demo: SiteConfig) -> None:
     assert demo.site.id == "demo"
     assert demo.site.timezone == "Asia/Shanghai"
     kinds = sorted(d.kind for d in demo.devices)
-    assert kinds == ["elevator"] * 2 + ["power_meter"] * 2 + ["water_meter"] * 2
+    assert kinds == ["elevator"] * 2 + ["power_meter"] * 2 + ["sensor"] + ["water_meter"] * 2
     assert {d.source.profile for d in demo.devices} == set(PROFILES)
-    assert all(d.poll_interval == timedelta(seconds=5) for d in demo.devices)
+    polls = {d.id: d.poll_interval.total_seconds() for d in demo.devices}
+    assert polls == {d.id: 15.0 if d.kind == "elevator" else 5.0 for d in demo.devices}
     lifts = [d for d in demo.devices if d.kind == "elevator"]
     assert {(d.source.host, d.source.port) for d in lifts} == {("127.0.0.1", 15030)}
     assert sorted(d.source.unit_id for d in lifts) == [1, 2]
@@ -94,6 +102,43 @@ def test_default_params_follow_the_buildings(demo: SiteConfig) -> None:
     lift = sim.model("mall-elevator-1")
     assert isinstance(lift, ElevatorModel)
     assert (lift.params.lowest_floor, lift.params.top_floor) == (-2, 20)
+    # Air conditioning follows the weather the outdoor sensor reads.
+    office = sim.model("office-main-meter")
+    sensor = sim.model("outdoor-temp")
+    assert isinstance(office, PowerMeterModel) and isinstance(sensor, OutdoorSensorModel)
+    p = office.params
+    assert (p.cooling_per_c, p.heating_per_c, p.cooling_balance_c, p.heating_balance_c) == (
+        0.025,
+        0.012,
+        18.0,
+        12.0,
+    )
+    assert p.saving_from is None  # the demo adds the measure, not the defaults
+    t = NOW.timestamp()
+    assert office.weather.temperature_c(t) == sensor.weather.temperature_c(t)
+
+
+def test_history_can_be_limited_to_some_metrics(demo: SiteConfig) -> None:
+    start = NOW - timedelta(hours=2)
+    want = {"energy_import", "outdoor_temperature", "service_mode"}
+    some = SimulatedBuilding(demo, seed=3)
+    batches = list(some.history(start, NOW, timedelta(minutes=15), metrics=want))
+    assert len(batches) == 8
+    got = {(r.device, r.metric) for r in batches[0]}
+    assert got == {
+        ("mall-main-meter", "energy_import"),
+        ("office-main-meter", "energy_import"),
+        ("mall-elevator-1", "service_mode"),
+        ("mall-elevator-2", "service_mode"),
+        ("outdoor-temp", "outdoor_temperature"),
+    }
+    assert all(len(b) == 5 for b in batches)
+    # Devices left out still move on: counters stand where a full history leaves them.
+    every = SimulatedBuilding(demo, seed=3)
+    for _ in every.history(start, NOW, timedelta(minutes=5)):
+        pass
+    for dev in ("mall-water-main", "mall-main-meter", "mall-elevator-1"):
+        assert some.values(dev) == every.values(dev)
 
 
 # --------------------------------------------------------------------------- history
@@ -177,6 +222,77 @@ def test_history_refuses_to_rewind_and_bad_arguments(demo: SiteConfig) -> None:
     assert len(batches) == 2
 
 
+STATES = set(ElevatorModel.STATE_METRICS)
+
+
+def test_polled_lift_states_come_at_the_poll_interval_as_the_collector_stores_them(
+    demo: SiteConfig,
+) -> None:
+    busy = ElevatorParams(
+        lowest_floor=-2, top_floor=20, faults_per_week=40.0, inspection_every_days=1
+    )
+    sim = SimulatedBuilding(demo, seed=3, params={"mall-elevator-1": busy})
+    start = NOW - POLLED_CHUNK - timedelta(hours=6)
+    steps: list[Sequence[Reading]] = []
+    columns: list[ReadingBatch] = []
+    for b in sim.history(start, NOW, timedelta(minutes=5), polled=STATES):
+        if isinstance(b, ReadingBatch):
+            columns.append(b)
+        else:
+            steps.append(b)
+    assert len(steps) == 30 * 12 and len(columns) == 2  # a day, then the rest
+    lifts = [d for d in demo.devices if d.kind == "elevator"]
+    # In the columnar batches only: no (time, device, metric) is written twice.
+    stepped = {(r.device, r.metric) for b in steps for r in b}
+    assert not {(d.id, m) for d in lifts for m in STATES} & stepped
+    assert {(d.id, "floor") for d in lifts} <= stepped
+    rows = [r for c in columns for r in c]
+    assert len({(r.time, r.device, r.metric) for r in rows}) == len(rows)
+    units = {r.metric: r.unit for r in steps[0] if r.device == lifts[0].id} | {
+        reg.metric: reg.unit for reg in load_profile("elevator_gbt24476").registers
+    }
+    replica = SimulatedBuilding(demo, seed=3, params={"mall-elevator-1": busy})
+    replica.update(start)
+    for lift in lifts:
+        mine = sorted((r for r in rows if r.device == lift.id), key=lambda r: (r.time, r.metric))
+        times = sorted({r.time for r in mine})
+        every = lift.poll_interval
+        assert every == timedelta(seconds=15)
+        assert times[0] == start and times[-1] == NOW - every
+        assert len(times) == (NOW - start) // every  # every poll, none missing
+        for r in mine:
+            assert dict(r.tags) == device_tags(demo.site.id, lift)  # as the collector tags them
+            assert r.unit == units[r.metric] and r.quality == 0
+        # The values the live model serves at each of those instants.
+        model = replica.model(lift.id)
+        for r in mine:
+            model.advance(r.time.timestamp())
+            assert r.value == model.values()[r.metric], r
+    busy_modes = {
+        r.value for r in rows if r.device == "mall-elevator-1" and r.metric == "service_mode"
+    }
+    assert busy_modes == {1.0, 2.0, 7.0}
+    # Polling does not move the models: they stand where a plain history leaves them.
+    plain = SimulatedBuilding(demo, seed=3, params={"mall-elevator-1": busy})
+    for _ in plain.history(start, NOW, timedelta(minutes=5)):
+        pass
+    for lift in lifts:
+        assert sim.values(lift.id) == plain.values(lift.id)
+
+
+def test_polled_metrics_must_be_piecewise_constant(demo: SiteConfig) -> None:
+    sim = SimulatedBuilding(demo)
+    with pytest.raises(ValueError, match=r"mall-main-meter.*poll interval"):
+        sim.history(NOW - timedelta(hours=1), NOW, polled={"energy_import"})
+    with pytest.raises(ValueError, match=r"mall-elevator-1.*floor"):
+        sim.history(NOW - timedelta(hours=1), NOW, polled={"floor", "fault_code"})
+    # Polled metrics come even when the step batches hold none of the device's metrics.
+    out = list(sim.history(NOW - timedelta(hours=1), NOW, timedelta(minutes=30),
+                           metrics={"energy_import"}, polled={"fault_code"}))  # fmt: skip
+    (polled,) = [b for b in out if isinstance(b, ReadingBatch)]
+    assert len(polled) == 2 * 240 and {r.metric for r in polled} == {"fault_code"}
+
+
 def test_history_shows_the_leak_nights(demo: SiteConfig) -> None:
     water = [d for d in demo.devices if d.kind == "water_meter"]
     sim = SimulatedBuilding(demo.model_copy(update={"devices": water}))
@@ -204,7 +320,7 @@ def test_history_of_35_days_is_fast(demo: SiteConfig) -> None:
     started = time.perf_counter()
     n = sum(len(b) for b in sim.history(NOW - timedelta(days=35), NOW, timedelta(minutes=5)))
     took = time.perf_counter() - started
-    assert n == 35 * 288 * (2 * 12 + 2 * 13 + 2 * 3)
+    assert n == 35 * 288 * (2 * 12 + 2 * 13 + 2 * 3 + 3)
     assert took < 15.0  # typically 3-5 s; generous for a loaded CI machine
 
 
@@ -259,7 +375,7 @@ def test_a_shared_gateway_serves_each_unit_id(demo: SiteConfig) -> None:
         try:
             port = ports["mall-elevator-1"]
             assert ports["mall-elevator-2"] == port
-            assert len(set(ports.values())) == 5  # six devices, two behind one gateway
+            assert len(set(ports.values())) == 6  # seven devices, two behind one gateway
             one = await read_device(port, 1, "elevator_gbt24476")
             two = await read_device(port, 2, "elevator_gbt24476")
             assert one == sim.values("mall-elevator-1")

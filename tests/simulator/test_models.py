@@ -8,16 +8,21 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 
 from simulator.models import (
     ElevatorModel,
     ElevatorParams,
     LeakEpisode,
+    OutdoorSensorModel,
+    OutdoorSensorParams,
     PowerMeterModel,
     PowerMeterParams,
     WaterMeterModel,
     WaterMeterParams,
+    Weather,
+    WeatherParams,
 )
 from simulator.noise import LocalClock
 
@@ -139,6 +144,116 @@ def test_params_are_validated() -> None:
         WaterMeterParams(leak_every_days=3, leak_nights=5)
     with pytest.raises(ValueError, match="timezone-aware"):
         LeakEpisode(datetime(2025, 1, 1), datetime(2025, 1, 2))
+    with pytest.raises(ValueError, match="heating_balance_c"):
+        PowerMeterParams(heating_balance_c=20, cooling_balance_c=18)
+    with pytest.raises(ValueError, match="saving_fraction"):
+        PowerMeterParams(saving_fraction=1.0)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        PowerMeterParams(saving_from=datetime(2025, 1, 1))
+    with pytest.raises(ValueError, match="not be negative"):
+        PowerMeterParams(cooling_per_c=-0.1)
+    with pytest.raises(ValueError, match="warmest_hour"):
+        WeatherParams(warmest_hour=24)
+
+
+# --------------------------------------------------------------------------- weather
+
+
+def daily_means(w: Weather, first: date, days: int) -> list[float]:
+    out = []
+    for i in range(days):
+        t0 = datetime.combine(first + timedelta(days=i), datetime.min.time(), SHANGHAI)
+        out.append(sum(w.temperature_c(t0.timestamp() + h * 1800) for h in range(48)) / 48)
+    return out
+
+
+def test_weather_is_shanghai_like_and_shared_by_seed() -> None:
+    w = Weather(WeatherParams(), CLOCK, seed=1)
+    january = daily_means(w, date(2025, 1, 1), 31)
+    july = daily_means(w, date(2025, 7, 1), 31)
+    assert 3.0 <= sum(january) / 31 <= 7.5
+    assert 27.5 <= sum(july) / 31 <= 32.0
+    # Fronts: warmer and cooler days within a month, a few degrees apart.
+    assert 2.0 <= max(july) - min(july) <= 12.0
+    # Coldest before dawn, warmest mid-afternoon (on average over a month).
+    dawn = [w.temperature_c(at(d, 5)) for d in range(28)]
+    afternoon = [w.temperature_c(at(d, 14.5)) for d in range(28)]
+    assert sum(afternoon) / 28 - sum(dawn) / 28 > 5.0
+    # The same seed is the same weather for every model; another seed is other weather.
+    assert Weather(WeatherParams(), CLOCK, seed=1).temperature_c(at(3, 9)) == w.temperature_c(
+        at(3, 9)
+    )
+    assert Weather(WeatherParams(), CLOCK, seed=2).temperature_c(at(3, 9)) != w.temperature_c(
+        at(3, 9)
+    )
+
+
+def test_outdoor_sensor_reads_the_weather() -> None:
+    sensor = OutdoorSensorModel("t", OutdoorSensorParams(), CLOCK, seed=4)
+    weather = Weather(WeatherParams(), CLOCK, seed=4)
+    for day in range(3):
+        for hour in (3.0, 9.5, 15.0):
+            sensor.advance(at(day, hour))
+            v = sensor.values()
+            assert v["outdoor_temperature"] == pytest.approx(
+                weather.temperature_c(at(day, hour)), abs=0.1
+            )
+            assert 15.0 <= v["outdoor_humidity"] <= 100.0
+    before = sensor.values()
+    sensor.advance(at(0, 0))  # earlier: ignored
+    assert sensor.values() == before
+
+
+# --------------------------------------------------------------------------- air conditioning
+
+HVAC = {"cooling_per_c": 0.025, "heating_per_c": 0.012}
+
+
+def hvac_meter(seed: int = 1, **kw: object) -> PowerMeterModel:
+    params = PowerMeterParams(peak_kw=200.0, **{**HVAC, **kw})  # type: ignore[arg-type]
+    return PowerMeterModel("pm", params, CLOCK, seed)
+
+
+def day_kwh(m: PowerMeterModel, start: datetime, days: int = 1) -> float:
+    m.advance(start.timestamp())
+    e0 = m.energy_kwh()
+    m.advance((start + timedelta(days=days)).timestamp())
+    return m.energy_kwh() - e0
+
+
+def test_air_conditioning_follows_the_outdoor_temperature() -> None:
+    summer = datetime(2025, 7, 21, tzinfo=SHANGHAI)  # a Monday
+    spring = datetime(2025, 4, 21, tzinfo=SHANGHAI)
+    winter = datetime(2025, 1, 20, tzinfo=SHANGHAI)
+    plain = PowerMeterModel("pm", PowerMeterParams(peak_kw=200.0), CLOCK, 1)
+    for day, extra in ((summer, 0.15), (winter, 0.04)):
+        with_ac, without = day_kwh(hvac_meter(), day), day_kwh(plain, day)
+        assert with_ac > without * (1 + extra), day
+    # Between the balance points nothing is added.
+    m = hvac_meter()
+    for h in range(24):
+        t = (spring + timedelta(hours=h)).timestamp()
+        temp = m.weather.temperature_c(t)
+        if 12.0 <= temp <= 18.0:
+            assert m.hvac_kw(t, 1.0) == 0.0
+    t = (summer + timedelta(hours=15)).timestamp()
+    want = 200.0 * 0.025 * (m.weather.temperature_c(t) - 18.0)
+    assert m.hvac_kw(t, 1.0) == pytest.approx(want)
+    assert m.hvac_kw(t, 0.0) == pytest.approx(want * 0.15)  # empty building: idle share
+
+
+def test_the_measure_saves_its_fraction_of_the_air_conditioning() -> None:
+    measure = datetime(2025, 7, 1, tzinfo=SHANGHAI)
+    saving = hvac_meter(saving_from=measure, saving_fraction=0.3)
+    none = hvac_meter()
+    before = datetime(2025, 6, 20, tzinfo=SHANGHAI)
+    assert day_kwh(saving, before, 5) == pytest.approx(day_kwh(none, before, 5), rel=1e-12)
+    after = datetime(2025, 7, 10, tzinfo=SHANGHAI)
+    saved = day_kwh(none, after, 7) - day_kwh(saving, after, 7)
+    plain = PowerMeterModel("pm", PowerMeterParams(peak_kw=200.0), CLOCK, 1)
+    ac = day_kwh(hvac_meter(), after, 7) - day_kwh(plain, after, 7)
+    assert saved == pytest.approx(0.3 * ac, rel=1e-9)
+    assert saved > 1000  # a week of July air conditioning at 200 kW peak
 
 
 # --------------------------------------------------------------------------- water meter
@@ -297,3 +412,54 @@ def test_inject_fault_stops_the_car_for_its_duration() -> None:
     assert m.values()["entrapment"] == 0
     with pytest.raises(ValueError):
         m.inject_fault(0, 10.0)
+
+
+STATES = ElevatorModel.STATE_METRICS
+
+
+def test_state_values_are_what_the_model_reports_at_each_instant() -> None:
+    """The bulk states over a week of faults, entrapments and a maintenance window equal the
+    model's own values() at every 5-second instant, across several calls."""
+    stepped = elevator(faults_per_week=20.0, inspection_every_days=3)
+    bulk = elevator(faults_per_week=20.0, inspection_every_days=3)
+    t0 = at(0, 0)
+    stepped.advance(t0)
+    bulk.advance(t0)
+    bulk.track_states()
+    seen: dict[str, set[float]] = {k: set() for k in STATES}
+    for day in range(7):
+        times = np.arange(at(day, 0), at(day + 1, 0), 5.0)
+        bulk.advance(float(times[-1]) + 1.0)  # the model may stand past the last instant
+        got = bulk.state_values(times)
+        for i, t in enumerate(times):
+            stepped.advance(float(t))
+            want = stepped.values(STATES)
+            for k in STATES:
+                assert got[k][i] == want[k], (k, float(t))
+                seen[k].add(want[k])
+    assert seen["service_mode"] == {1.0, 2.0, 7.0}  # normal, maintenance, faults
+    assert len(seen["fault_code"]) >= 3 and seen["entrapment"] == {0.0, 1.0}
+
+
+def test_state_values_know_an_injected_fault_and_refuse_untracked_times() -> None:
+    m = elevator(faults_per_week=0.0)
+    with pytest.raises(RuntimeError, match="advance"):
+        m.track_states()
+    t = at(0, 8.5)
+    m.advance(t)
+    with pytest.raises(RuntimeError, match="track_states"):
+        m.state_values(np.array([t]))
+    m.track_states()
+    m.inject_fault(55, 300.0, entrapment=True)
+    m.advance(t + 600)
+    got = m.state_values(np.array([t - 0.0, t + 299.0, t + 300.0]))
+    assert list(got["fault_code"]) == [55.0, 55.0, 0.0]
+    assert list(got["entrapment"]) == [1.0, 1.0, 0.0]
+    assert list(got["service_mode"]) == [7.0, 7.0, 1.0]
+    with pytest.raises(ValueError, match="outside the tracked"):
+        m.state_values(np.array([t + 300.0]))  # before the last call's end: dropped
+    with pytest.raises(ValueError, match="outside the tracked"):
+        m.state_values(np.array([t + 700.0]))  # the model is not there yet
+    m.track_states(False)
+    with pytest.raises(RuntimeError, match="track_states"):
+        m.state_values(np.array([t + 600.0]))
