@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, Field
 
 from collector.planner import apply_overrides
@@ -28,9 +30,16 @@ from config.models import Device
 from config.reporting import Band, Tariff
 from reports.context import ReportContext
 from reports.period import Period, add_months, local_midnight
-from reports.tariffs import BandTotals, Pricer, Share, monthly_charges, tariff_for
+from reports.tariffs import (
+    BandTotals,
+    Pricer,
+    ShareMatrix,
+    band_totals_columns,
+    monthly_charges,
+    tariff_for,
+)
 from store.base import Windows
-from store.counters import CounterWindow
+from store.counters import CounterArrays, CounterWindow, WindowBounds
 
 SLOT = timedelta(minutes=15)
 Every = Literal["day", "week", "month"]
@@ -254,6 +263,25 @@ def fetch_counters(
     return found
 
 
+def fetch_counter_arrays(
+    rc: ReportContext,
+    meters: Sequence[Device],
+    windows: Windows,
+    metric: str,
+    bounds: WindowBounds | None = None,
+) -> dict[str, CounterArrays]:
+    """:func:`fetch_counters` as arrays over every window (``Store.counter_delta_arrays``)."""
+    groups: dict[float | None, list[str]] = defaultdict(list)
+    for m in meters:
+        groups[meter_rollover(m, metric)].append(m.id)
+    found: dict[str, CounterArrays] = {}
+    for rollover, ids in groups.items():
+        found.update(
+            rc.store.counter_delta_arrays(metric, windows, ids, rollover=rollover, bounds=bounds)
+        )
+    return found
+
+
 def topmost(meters: Sequence[Device]) -> list[Device]:
     """Meters whose parent is not among ``meters``: summing them counts nothing twice."""
     ids = {m.id for m in meters}
@@ -295,13 +323,15 @@ def _seconds(a: datetime, b: datetime) -> float:
 class _Grid:
     slots: list[tuple[datetime, datetime]]  # UTC
     days: list[date]  # local day of each slot
-    base: list[float]  # share of each slot in base-load time
-    hours: list[float]
+    base: npt.NDArray[np.float64]  # share of each slot in base-load time
+    hours: npt.NDArray[np.float64]
+    wb: WindowBounds  # the slots as POSIX seconds, converted once for every meter
+    day_runs: list[tuple[date, int, int]]  # (local day, first slot, end slot)
 
 
 def _grid(start: datetime, end: datetime, tz: ZoneInfo, night: Sequence[tuple[int, int]]) -> _Grid:
     if end <= start:
-        return _Grid([], [], [], [])
+        return _Grid([], [], np.zeros(0), np.zeros(0), WindowBounds.of([]), [])
     bounds = Windows(start.astimezone(UTC), end.astimezone(UTC), SLOT).bounds()
     days: list[date] = []
     base: list[float] = []
@@ -317,79 +347,161 @@ def _grid(start: datetime, end: datetime, tz: ZoneInfo, night: Sequence[tuple[in
         m0 = local.hour * 60 + local.minute + local.second / 60
         inside = sum(max(0.0, min(e, m0 + minutes) - max(s, m0)) for s, e in night)
         base.append(min(1.0, inside / minutes))
-    return _Grid(bounds, days, base, hours)
+    runs: list[tuple[date, int, int]] = []
+    for i, d in enumerate(days):
+        if runs and runs[-1][0] == d:
+            runs[-1] = (d, runs[-1][1], i + 1)
+        else:
+            runs.append((d, i, i + 1))
+    return _Grid(bounds, days, np.array(base), np.array(hours), WindowBounds.of(bounds), runs)
+
+
+def _seq_sum(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Sums over axis 0 added one row after another, as ``sum()`` over a list adds.
+
+    numpy sums along a contiguous axis pairwise, which can differ from a loop in the last bit
+    and so, after rounding, in a printed figure; along axis 0 of a C-ordered array it adds rows
+    in order. Absent values are held as 0.0, which leaves a sum unchanged.
+    """
+    out: npt.NDArray[np.float64] = np.ascontiguousarray(a).sum(axis=0)
+    return out
 
 
 @dataclass
-class _Meter:
-    """One meter's data on the grid."""
+class _Data:
+    """Meters on the grid: one column per meter, one row per slot (C order, so sums over slots
+    run in slot order, see :func:`_seq_sum`)."""
 
-    device: Device
-    kwh: list[float | None]
-    cws: list[CounterWindow | None]
-    bands: BandTotals = field(default_factory=BandTotals)
-    by_day: dict[date, BandTotals] = field(default_factory=dict)
+    index: dict[str, int]
+    present: npt.NDArray[np.bool_]  # a counter window exists (``counter_delta`` returned it)
+    kwh: npt.NDArray[np.float64]  # 0.0 where absent
+    samples: npt.NDArray[np.int64]
+    glitches: npt.NDArray[np.int64]
+    rollovers: npt.NDArray[np.int64]
+    resets: npt.NDArray[np.int64]
+    shares: list[ShareMatrix | None]  # per meter: its tariff's shares; None without pricing
 
-    @property
-    def total(self) -> float | None:
-        return _sum(self.kwh)
+    def col(self, device: str) -> int:
+        return self.index[device]
 
-    def completeness(self, idx: Iterable[int]) -> float:
-        ids = list(idx)
-        if not ids:
+    def total(self, j: int) -> float | None:
+        if not self.present[:, j].any():
+            return None
+        return float(_seq_sum(self.kwh[:, j]))
+
+    def completeness(self, j: int, a: int = 0, b: int | None = None) -> float:
+        end = self.present.shape[0] if b is None else b
+        if end <= a:
             return 0.0
-        with_data = sum(1 for i in ids if (cw := self.cws[i]) is not None and cw.samples > 0)
-        return with_data / len(ids)
+        with_data = int(np.count_nonzero(self.present[a:end, j] & (self.samples[a:end, j] > 0)))
+        return with_data / (end - a)
+
+    def bands(self, j: int) -> BandTotals:
+        """Band totals of meter ``j``: what adding every present slot's
+        :meth:`Pricer.shares` one by one gives (bands listed in the order first met)."""
+        return self.all_bands([j])[0]
+
+    def all_bands(self, cols: Sequence[int] | None = None) -> list[BandTotals]:
+        """:meth:`bands` of ``cols`` (every meter by default), computed per tariff at once."""
+        cols = list(range(self.kwh.shape[1])) if cols is None else list(cols)
+        out: dict[int, BandTotals] = {}
+        by_matrix: dict[int, list[int]] = defaultdict(list)
+        for j in cols:
+            sm = self.shares[j]
+            if sm is None:
+                out[j] = BandTotals()
+            else:
+                by_matrix[id(sm)].append(j)
+        for group in by_matrix.values():
+            sm = self.shares[group[0]]
+            assert sm is not None
+            for a in range(0, len(group), _BAND_CHUNK):  # bounds the (slots, meters, bands) arrays
+                chunk = group[a : a + _BAND_CHUNK]
+                totals = band_totals_columns(sm, self.kwh[:, chunk], self.present[:, chunk])
+                out.update(zip(chunk, totals, strict=True))
+        return [out[j] for j in cols]
+
+    def by_day(self, j: int, grid: _Grid) -> dict[date, BandTotals]:
+        """Band totals per local day with data."""
+        sm = self.shares[j]
+        out: dict[date, BandTotals] = {}
+        for d, a, b in grid.day_runs:
+            if not self.present[a:b, j].any():
+                continue
+            if sm is None:
+                out[d] = BandTotals()
+                continue
+            cut = slice(a, b)
+            out[d] = band_totals_columns(
+                sm.take(cut), self.kwh[cut, j : j + 1], self.present[cut, j : j + 1]
+            )[0]
+        return out
 
 
-def _meter_on_grid(
-    device: Device,
-    found: Mapping[datetime, CounterWindow],
+_BAND_CHUNK = 128
+
+
+def _on_grid(
+    meters: Sequence[Device],
+    found: Mapping[str, CounterArrays],
     grid: _Grid,
-    shares: Sequence[list[Share]] | None,
-) -> _Meter:
-    cws = [found.get(ws) for ws, _ in grid.slots]
-    m = _Meter(device, [None if cw is None else cw.delta for cw in cws], cws)
-    if shares is None:
-        return m
-    for i, cw in enumerate(cws):
-        if cw is None:
+    shares: Sequence[ShareMatrix | None],
+) -> _Data:
+    n, m = len(grid.slots), len(meters)
+    present = np.zeros((n, m), dtype=bool)
+    kwh = np.zeros((n, m))
+    ints = [np.zeros((n, m), dtype=np.int64) for _ in range(4)]
+    for j, dev in enumerate(meters):
+        ca = found.get(dev.id)
+        if ca is None:
             continue
-        day = m.by_day.get(grid.days[i])
-        if day is None:
-            day = m.by_day[grid.days[i]] = BandTotals()
-        for band, f, price in shares[i]:
-            kwh = cw.delta * f
-            m.bands.add_kwh(band, kwh, price)
-            day.add_kwh(band, kwh, price)
-    return m
+        present[:, j] = ca.present
+        kwh[:, j] = ca.delta
+        for col, v in zip(ints, (ca.samples, ca.glitches, ca.rollovers, ca.resets), strict=True):
+            col[:, j] = v
+    samples, glitches, rollovers, resets = ints
+    return _Data(
+        {d.id: j for j, d in enumerate(meters)},
+        present,
+        kwh,
+        samples,
+        glitches,
+        rollovers,
+        resets,
+        list(shares),
+    )
 
 
-def _peak(kwh: Sequence[float | None], grid: _Grid, tz: ZoneInfo) -> Demand | None:
-    best: tuple[float, int] | None = None
-    for i, v in enumerate(kwh):
-        if v is None:
-            continue
-        kw = v / grid.hours[i]
-        if best is None or kw > best[0]:
-            best = (kw, i)
-    if best is None:
+def _peak(
+    kwh: npt.NDArray[np.float64], present: npt.NDArray[np.bool_], grid: _Grid, tz: ZoneInfo
+) -> Demand | None:
+    """The highest mean kW of a slot (the first such slot), over the slots with data."""
+    if not present.any():
         return None
-    return Demand(kw=round(best[0], KW_DIGITS), at=grid.slots[best[1]][0].astimezone(tz))
+    kw = np.where(present, kwh / grid.hours, -np.inf)
+    i = int(np.argmax(kw))
+    return Demand(kw=round(float(kw[i]), KW_DIGITS), at=grid.slots[i][0].astimezone(tz))
 
 
-def _base_load(kwh: Sequence[float | None], grid: _Grid) -> float | None:
-    energy = 0.0
-    hours = 0.0
-    for i, v in enumerate(kwh):
-        if v is not None and grid.base[i] > 0:
-            energy += v * grid.base[i]
-            hours += grid.hours[i] * grid.base[i]
+def _base_load(
+    kwh: npt.NDArray[np.float64], present: npt.NDArray[np.bool_], grid: _Grid
+) -> float | None:
+    use = present & (grid.base > 0)
+    energy = float(_seq_sum(np.where(use, kwh * grid.base, 0.0)))
+    hours = float(_seq_sum(np.where(use, grid.hours * grid.base, 0.0)))
     return energy / hours if hours > 0 else None
 
 
-def _slot_sums(meters: Sequence[_Meter], n: int) -> list[float | None]:
-    return [_sum(m.kwh[i] for m in meters) for i in range(n)]
+def _slot_sums(
+    data: _Data, cols: Sequence[int]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Per slot: the sum over ``cols`` (in that order) and whether any of them has data."""
+    n = data.kwh.shape[0]
+    if not cols:
+        return np.zeros(n), np.zeros(n, dtype=bool)
+    idx = list(cols)
+    has = np.asarray(data.present[:, idx].any(axis=1), dtype=bool)
+    return _seq_sum(data.kwh[:, idx].T), has
 
 
 def _band_list(t: BandTotals) -> list[BandUse]:
@@ -456,32 +568,78 @@ def _every_windows(period: Period, end: datetime, every: Every) -> list[tuple[da
     return out
 
 
-def _meter_windows(
-    m: _Meter, grid: _Grid, bounds: Sequence[tuple[datetime, datetime]]
-) -> list[WindowOut]:
-    out: list[WindowOut] = []
+def _window_runs(grid: _Grid, bounds: Sequence[tuple[datetime, datetime]]) -> list[tuple[int, int]]:
+    """The slots of each window as ``(first, end)``: slots starting inside it (shared by every
+    meter)."""
+    out: list[tuple[int, int]] = []
     i = 0
     n = len(grid.slots)
     for ws, we in bounds:
-        idx: list[int] = []
-        while i < n and grid.slots[i][0] < we:
-            if grid.slots[i][0] >= ws:
-                idx.append(i)
+        while i < n and grid.slots[i][0] < ws:
             i += 1
-        cws = [cw for j in idx if (cw := m.cws[j]) is not None]
-        out.append(
-            WindowOut(
-                start=ws,
-                end=we,
-                kwh=kwh_round(_sum(m.kwh[j] for j in idx)),
-                samples=sum(cw.samples for cw in cws),
-                glitches=sum(cw.glitches for cw in cws),
-                rollovers=sum(cw.rollovers for cw in cws),
-                resets=sum(cw.resets for cw in cws),
-                completeness=round(m.completeness(idx), 4),
-            )
-        )
+        j = i
+        while j < n and grid.slots[j][0] < we:
+            j += 1
+        out.append((i, j))
+        i = j
     return out
+
+
+@dataclass(frozen=True)
+class _WindowSums:
+    """Per window (rows) and meter (columns): the sums each meter's :class:`WindowOut` shows,
+    computed for every meter at once."""
+
+    kwh: list[list[float | None]]
+    samples: list[list[int]]
+    glitches: list[list[int]]
+    rollovers: list[list[int]]
+    resets: list[list[int]]
+    completeness: list[list[float]]
+
+
+def _window_sums(data: _Data, runs: Sequence[tuple[int, int]]) -> _WindowSums:
+    m = data.kwh.shape[1]
+    kwh: list[list[float | None]] = []
+    ints: list[list[list[int]]] = [[], [], [], []]
+    comp: list[list[float]] = []
+    with_data = data.present & (data.samples > 0)
+    for a, b in runs:
+        if b <= a:
+            kwh.append([None] * m)
+            for col in ints:
+                col.append([0] * m)
+            comp.append([0.0] * m)
+            continue
+        has: list[bool] = np.asarray(data.present[a:b].any(axis=0)).tolist()
+        sums = _seq_sum(data.kwh[a:b]).tolist()
+        kwh.append([kwh_round(v) if h else None for v, h in zip(sums, has, strict=True)])
+        for col, arr in zip(
+            ints, (data.samples, data.glitches, data.rollovers, data.resets), strict=True
+        ):
+            col.append(arr[a:b].sum(axis=0).tolist())
+        n = b - a
+        comp.append([round(c / n, 4) for c in with_data[a:b].sum(axis=0).tolist()])
+    samples, glitches, rollovers, resets = ints
+    return _WindowSums(kwh, samples, glitches, rollovers, resets, comp)
+
+
+def _meter_windows(
+    sums: _WindowSums, j: int, bounds: Sequence[tuple[datetime, datetime]]
+) -> list[WindowOut]:
+    return [
+        WindowOut(
+            start=ws,
+            end=we,
+            kwh=sums.kwh[w][j],
+            samples=sums.samples[w][j],
+            glitches=sums.glitches[w][j],
+            rollovers=sums.rollovers[w][j],
+            resets=sums.resets[w][j],
+            completeness=sums.completeness[w][j],
+        )
+        for w, (ws, we) in enumerate(bounds)
+    ]
 
 
 def _ancestors(device: Device, devices: Mapping[str, Device]) -> list[Device]:
@@ -498,28 +656,36 @@ def _ancestors(device: Device, devices: Mapping[str, Device]) -> list[Device]:
 # -- building totals over a span, shared by the report and its comparisons -----------------------
 @dataclass
 class _BuildingCalc:
-    kwh: list[float | None]
+    kwh: npt.NDArray[np.float64]  # per slot, summed over the mains; 0.0 where none has data
+    has: npt.NDArray[np.bool_]  # per slot: some main has data
     bands: BandTotals
     has_data: bool
     peak: Demand | None
     cost: Cost
 
+    @property
+    def total(self) -> float | None:
+        return float(_seq_sum(self.kwh)) if self.has_data else None
+
 
 def _building_calc(
-    mains: Sequence[_Meter],
+    data: _Data,
+    mains: Sequence[Device],
     grid: _Grid,
     tz: ZoneInfo,
     tariff: Tariff | None,
     month: Period | None,
+    bands_of: Mapping[str, BandTotals] | None = None,
 ) -> _BuildingCalc:
-    kwh = _slot_sums(mains, len(grid.slots))
+    cols = [data.col(m.id) for m in mains]
+    kwh, has = _slot_sums(data, cols)
     bands = BandTotals()
-    for m in mains:
-        bands.merge(m.bands)
-    has_data = any(v is not None for v in kwh)
-    peak = _peak(kwh, grid, tz)
+    for m, j in zip(mains, cols, strict=True):
+        bands.merge(bands_of[m.id] if bands_of is not None else data.bands(j))
+    has_data = bool(has.any())
+    peak = _peak(kwh, has, grid, tz)
     cost = _cost(tariff, bands, has_data, month, None if peak is None else peak.kw)
-    return _BuildingCalc(kwh, bands, has_data, peak, cost)
+    return _BuildingCalc(kwh, has, bands, has_data, peak, cost)
 
 
 @dataclass
@@ -531,23 +697,23 @@ class _Scope:
     pricers: dict[str, Pricer]
     tariffs: dict[str, Tariff | None]
 
-    def on_grid(self, meters: Sequence[Device], grid: _Grid) -> dict[str, _Meter]:
-        found: dict[str, dict[datetime, CounterWindow]] = {m.id: {} for m in meters}
+    def on_grid(self, meters: Sequence[Device], grid: _Grid) -> _Data:
+        found: dict[str, CounterArrays] = {}
         if grid.slots and meters:
             windows = Windows(grid.slots[0][0], grid.slots[-1][1], SLOT)
-            found = fetch_counters(self.rc, meters, windows, self.metric)
+            found = fetch_counter_arrays(self.rc, meters, windows, self.metric, grid.wb)
         # Band shares of each interval depend on the tariff only: computed once per tariff.
-        shares: dict[int, list[list[Share]]] = {}
-        out: dict[str, _Meter] = {}
+        matrices: dict[int, ShareMatrix] = {}
+        shares: list[ShareMatrix | None] = []
         for m in meters:
             pricer = self.pricers.get(m.location.building)
-            s = None
+            sm = None
             if pricer is not None:
-                s = shares.get(id(pricer))
-                if s is None:
-                    s = shares[id(pricer)] = [pricer.shares(a, b) for a, b in grid.slots]
-            out[m.id] = _meter_on_grid(m, found[m.id], grid, s)
-        return out
+                sm = matrices.get(id(pricer))
+                if sm is None:
+                    sm = matrices[id(pricer)] = pricer.matrix(grid.slots)
+            shares.append(sm)
+        return _on_grid(meters, found, grid, shares)
 
 
 def _comparison_totals(
@@ -561,10 +727,8 @@ def _comparison_totals(
     data = scope.on_grid(mains, grid)
     out: dict[str, tuple[float | None, float | None]] = {}
     for b in scope.buildings:
-        calc = _building_calc(
-            [data[m.id] for m in scope.mains[b]], grid, rc.tz, scope.tariffs[b], other
-        )
-        out[b] = (_sum(calc.kwh), calc.cost.total)
+        calc = _building_calc(data, scope.mains[b], grid, rc.tz, scope.tariffs[b], other)
+        out[b] = (calc.total, calc.cost.total)
     return end, out
 
 
@@ -654,14 +818,18 @@ def energy_report(
     grid = _grid(period.start, end, tz, settings.base_load_hours)
     data = scope.on_grid(meters, grid)
     bounds = _every_windows(period, end, every)
-    all_slots = range(len(grid.slots))
+    sums = _window_sums(data, _window_runs(grid, bounds))
 
     meters_out: list[MeterOut] = []
+    meter_bands = dict(
+        zip((d.id for d in meters), data.all_bands([data.col(d.id) for d in meters]), strict=True)
+    )
     for dev in meters:
-        m = data[dev.id]
-        wins = _meter_windows(m, grid, bounds)
-        has_data = m.total is not None
+        j = data.col(dev.id)
+        wins = _meter_windows(sums, j, bounds)
+        total = data.total(j)
         tariff = tariffs.get(dev.location.building)
+        bands = meter_bands[dev.id]
         meters_out.append(
             MeterOut(
                 device=dev.id,
@@ -670,15 +838,15 @@ def energy_report(
                 floor=dev.location.floor,
                 tenant=dev.location.tenant,
                 parent=dev.parent,
-                total_kwh=kwh_round(m.total),
+                total_kwh=kwh_round(total),
                 glitches=sum(w.glitches for w in wins),
                 rollovers=sum(w.rollovers for w in wins),
                 resets=sum(w.resets for w in wins),
-                completeness=round(m.completeness(all_slots), 4),
+                completeness=round(data.completeness(j), 4),
                 windows=wins,
-                peak_demand=_peak(m.kwh, grid, tz),
-                base_load_kw=kwh_round(_base_load(m.kwh, grid)),
-                cost=_cost(tariff, m.bands, has_data),
+                peak_demand=_peak(data.kwh[:, j], data.present[:, j], grid, tz),
+                base_load_kw=kwh_round(_base_load(data.kwh[:, j], data.present[:, j], grid)),
+                cost=_cost(tariff, bands, total is not None),
             )
         )
 
@@ -686,31 +854,30 @@ def energy_report(
     now_totals: dict[str, tuple[float | None, float | None]] = {}
     for b in building_ids:
         info = rc.buildings[b]
-        mains = [data[d.id] for d in scope.mains[b]]
-        calc = _building_calc(mains, grid, tz, tariffs[b], month)
-        total = _sum(calc.kwh)
+        mains = scope.mains[b]
+        cols = [data.col(d.id) for d in mains]
+        calc = _building_calc(data, mains, grid, tz, tariffs[b], month, meter_bands)
+        total = calc.total
         now_totals[b] = (total, calc.cost.total)
         in_b = [d for d in meters if d.location.building == b]
-        base = [_base_load(m.kwh, grid) for m in mains]
+        base = [_base_load(data.kwh[:, j], data.present[:, j], grid) for j in cols]
         buildings_out.append(
             BuildingOut(
                 building=b,
                 name=info.name,
                 total_kwh=kwh_round(total),
                 meters=len(in_b),
-                mains=[d.id for d in scope.mains[b]],
+                mains=[d.id for d in mains],
                 sub_meters=[d.id for d in in_b if d.parent is not None],
                 floor_area_m2=info.floor_area_m2,
                 kwh_per_m2=None if total is None else round(total / info.floor_area_m2, 4),
                 completeness=(
-                    round(sum(m.completeness(all_slots) for m in mains) / len(mains), 4)
-                    if mains
-                    else None
+                    round(sum(data.completeness(j) for j in cols) / len(cols), 4) if cols else None
                 ),
                 peak_demand=calc.peak,
                 base_load_kw=kwh_round(_sum(base)),
                 cost=calc.cost,
-                daily=_daily(period, end, mains, calc.kwh, grid, tariffs[b]),
+                daily=_daily(period, end, data, cols, calc, grid, tariffs[b]),
             )
         )
 
@@ -749,24 +916,25 @@ def energy_report(
 def _daily(
     period: Period,
     end: datetime,
-    mains: Sequence[_Meter],
-    kwh: Sequence[float | None],
+    data: _Data,
+    cols: Sequence[int],
+    calc: _BuildingCalc,
     grid: _Grid,
     tariff: Tariff | None,
 ) -> list[DayOut]:
-    per_day: dict[date, list[float | None]] = defaultdict(list)
-    for i, v in enumerate(kwh):
-        per_day[grid.days[i]].append(v)
+    runs = {d: (a, b) for d, a, b in grid.day_runs}
+    by_day = [data.by_day(j, grid) for j in cols]
     out: list[DayOut] = []
     for day, start, _ in period.day_bounds():
         if start >= end:
             break
         bands = BandTotals()
-        for m in mains:
-            t = m.by_day.get(day)
+        for days in by_day:
+            t = days.get(day)
             if t is not None:
                 bands.merge(t)
-        total = _sum(per_day.get(day, []))
+        a, b = runs.get(day, (0, 0))
+        total = float(_seq_sum(calc.kwh[a:b])) if calc.has[a:b].any() else None
         out.append(
             DayOut(
                 day=day,

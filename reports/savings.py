@@ -551,14 +551,30 @@ def building_daily_kwh(
 
     A day is missing unless every meter has a trusted sample in it and a positive use.
     """
+    return _daily_sums(meters, period, _daily_found(rc, meters, period))
+
+
+# (device, local day) -> kWh of the days with a trusted sample and a positive use
+_DailyFound = dict[tuple[str, date], float]
+
+
+def _daily_found(rc: ReportContext, meters: Sequence[Device], period: Period) -> _DailyFound:
+    """Daily use per meter: one ``counter_delta`` per rollover value for all ``meters`` (each
+    meter's windows do not depend on the others read with it)."""
     metric = rc.config.reports.energy.metric
     groups = _rollover_groups(meters, metric)
-    found: dict[tuple[str, date], float] = {}
+    found: _DailyFound = {}
     for windows in daily_windows(period):
         for rollover, ids in groups.items():
             for cw in rc.store.counter_delta(metric, windows, ids, rollover=rollover):
                 if cw.samples > 0 and cw.delta > 0:
                     found[(cw.device, cw.start.astimezone(period.tz).date())] = cw.delta
+    return found
+
+
+def _daily_sums(
+    meters: Sequence[Device], period: Period, found: _DailyFound
+) -> dict[date, float | None]:
     out: dict[date, float | None] = {}
     for d in period.days:
         vals = [found.get((m.id, d)) for m in meters]
@@ -588,19 +604,54 @@ def energy_price(
     energy it falls back to the flat price of the version in force on the first day; without a
     tariff the savings are not valued. Every choice of price lives here.
     """
+    return _energy_price(
+        rc, building, meters, period, until, _hourly_use(rc, meters, period, until)
+    )
+
+
+# device -> (start, end, kWh) of its hours with a positive use, in time order
+_HourlyUse = dict[str, list[tuple[datetime, datetime, float]]]
+
+
+def _hourly_use(
+    rc: ReportContext, meters: Sequence[Device], period: Period, until: datetime
+) -> _HourlyUse:
+    """Hourly use per meter over the reporting period up to ``until``: one ``counter_delta`` per
+    rollover value for all ``meters``."""
+    out: _HourlyUse = {}
+    end = min(period.end, until)
+    if end <= period.start:
+        return out
+    # In UTC: an hour added to a local time across a DST change would be a wall-clock hour.
+    hours = Windows(period.start.astimezone(UTC), end.astimezone(UTC), timedelta(hours=1))
+    metric = rc.config.reports.energy.metric
+    for rollover, ids in _rollover_groups(meters, metric).items():
+        for cw in rc.store.counter_delta(metric, hours, ids, rollover=rollover):
+            if cw.delta > 0:
+                out.setdefault(cw.device, []).append((cw.start, cw.end, cw.delta))
+    return out
+
+
+def _energy_price(
+    rc: ReportContext,
+    building: str,
+    meters: Sequence[Device],
+    period: Period,
+    until: datetime,
+    use: _HourlyUse,
+) -> Price:
     tariff = tariff_for(rc.config.tariffs, building)
     if tariff is None:
         return Price(None, "no tariff prices this building: savings are not valued")
     end = min(period.end, until)
     if end > period.start:
-        # In UTC: an hour added to a local time across a DST change would be a wall-clock hour.
-        hours = Windows(period.start.astimezone(UTC), end.astimezone(UTC), timedelta(hours=1))
         metric = rc.config.reports.energy.metric
+        # The order counter_delta gives them per rollover group (devices sorted): the same sums.
         intervals = [
-            (cw.start, cw.end, cw.delta)
-            for rollover, ids in _rollover_groups(meters, metric).items()
-            for cw in rc.store.counter_delta(metric, hours, ids, rollover=rollover)
-            if cw.delta > 0
+            iv
+            for _, ids in _rollover_groups(meters, metric).items()
+            for device in sorted(set(ids))
+            for iv in use.get(device, [])
         ]
         totals = price_intervals(tariff, intervals, period.tz)
         priced = totals.total_kwh - totals.unpriced_kwh
@@ -849,6 +900,9 @@ class _Inputs:
     elapsed: list[date]  # reporting days that are over
     temps: dict[date, float] | None
     now: datetime
+    base_found: _DailyFound
+    rep_found: _DailyFound
+    hourly: _HourlyUse
 
 
 def savings_report(
@@ -877,7 +931,21 @@ def savings_report(
     if settings.temperature is not None:
         span = Period(min(base.first, reporting.first), max(base.last, reporting.last), rc.tz)
         temps = daily_temperature(rc, span, settings.temperature)
-    inputs = _Inputs(rc, settings, base, reporting, elapsed, temps, now)
+    # One read per span for every building's mains, not one per building.
+    mains = [m for b in ids for m in rc.mains("power_meter", b)]
+    rep_period = Period(elapsed[0], elapsed[-1], reporting.tz) if elapsed else None
+    inputs = _Inputs(
+        rc,
+        settings,
+        base,
+        reporting,
+        elapsed,
+        temps,
+        now,
+        base_found=_daily_found(rc, mains, base),
+        rep_found=_daily_found(rc, mains, rep_period) if rep_period is not None else {},
+        hourly=_hourly_use(rc, mains, reporting, now),
+    )
 
     warnings: list[str] = []
     if settings.temperature is None:
@@ -945,10 +1013,10 @@ def _building(inp: _Inputs, b: str) -> BuildingSavings:
     meters = rc.mains("power_meter", b)
     temps = inp.temps
     warnings: list[str] = []
-    base_kwh = building_daily_kwh(rc, meters, base)
+    base_kwh = _daily_sums(meters, base, inp.base_found)
     elapsed = inp.elapsed
     rep_kwh = (
-        building_daily_kwh(rc, meters, Period(elapsed[0], elapsed[-1], inp.reporting.tz))
+        _daily_sums(meters, Period(elapsed[0], elapsed[-1], inp.reporting.tz), inp.rep_found)
         if elapsed
         else {}
     )
@@ -1045,7 +1113,7 @@ def _building(inp: _Inputs, b: str) -> BuildingSavings:
             f"the savings are within their uncertainty: ±{numbers.fsu_g14:.0%} of the "
             "savings at 68% confidence (Guideline 14 asks for less than 50%)"
         )
-    price = energy_price(rc, b, meters, inp.reporting, inp.now)
+    price = _energy_price(rc, b, meters, inp.reporting, inp.now, inp.hourly)
     daily: list[DayOut] = []
     counted = set(r_days) if numbers is not None else set()
     for d in inp.reporting.days:

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
+
 from config.reporting import BANDS, Band, Tariff, TariffVersion
 from reports.period import add_months, local_midnight
 
@@ -84,6 +87,29 @@ class Part:
     cost: float | None
 
 
+# Columns of a ShareMatrix: the bands in BANDS order, then energy no version prices.
+UNPRICED = len(BANDS)
+_COLUMN: dict[Band | None, int] = {b: i for i, b in enumerate(BANDS)}
+
+
+@dataclass(frozen=True, slots=True)
+class ShareMatrix:
+    """:meth:`Pricer.shares` of many intervals at once, one row per interval.
+
+    ``frac[i, k]`` is the fraction of interval ``i`` in column ``k`` (a band of ``BANDS``, or
+    ``UNPRICED``) and ``price[i, k]`` its price; ``rank[i, k]`` is the position of that share
+    among the interval's shares (time order), so sums can be taken in the order a loop over
+    :meth:`Pricer.shares` would take them.
+    """
+
+    frac: npt.NDArray[np.float64]
+    price: npt.NDArray[np.float64]
+    rank: npt.NDArray[np.int64]
+
+    def take(self, rows: npt.NDArray[np.int64] | slice) -> ShareMatrix:
+        return ShareMatrix(self.frac[rows], self.price[rows], self.rank[rows])
+
+
 @dataclass(frozen=True, slots=True)
 class _Piece:
     start: float  # POSIX seconds: float arithmetic keeps pricing months of intervals cheap
@@ -99,6 +125,8 @@ class Pricer:
         self.tariff = tariff
         self.tz = tz
         self._days: dict[date, list[_Piece]] = {}
+        # day_segments of a version and month: the same for every day of the month.
+        self._segments: dict[tuple[int, int], list[Segment]] = {}
 
     def _day(self, day: date) -> list[_Piece]:
         hit = self._days.get(day)
@@ -112,10 +140,17 @@ class Pricer:
         else:
             pieces = [
                 _Piece(self._edge(day, s), self._edge(day, e), band, version.prices[band])
-                for s, e, band in day_segments(version, day.month)
+                for s, e, band in self._month_segments(version, day.month)
             ]
         self._days[day] = pieces
         return pieces
+
+    def _month_segments(self, version: TariffVersion, month: int) -> list[Segment]:
+        key = (id(version), month)
+        hit = self._segments.get(key)
+        if hit is None:
+            hit = self._segments[key] = day_segments(version, month)
+        return hit
 
     def _edge(self, day: date, minute: int) -> float:
         if minute >= MINUTES_PER_DAY:
@@ -145,6 +180,52 @@ class Pricer:
             if pieces[-1].end >= t1:
                 return out
             day += timedelta(days=1)
+
+    def matrix(self, bounds: Sequence[tuple[datetime, datetime]]) -> ShareMatrix:
+        """:meth:`shares` of every ``(start, end)`` of ``bounds`` (sorted, non-overlapping) as
+        a :class:`ShareMatrix`: the same fractions, computed with arrays over the pieces of
+        the days the bounds cover."""
+        n = len(bounds)
+        cols = UNPRICED + 1
+        frac = np.zeros((n, cols))
+        price = np.zeros((n, cols))
+        rank = np.zeros((n, cols), dtype=np.int64)
+        if n == 0:
+            return ShareMatrix(frac, price, rank)
+        t0 = np.fromiter((a.timestamp() for a, _ in bounds), dtype=np.float64, count=n)
+        t1 = np.fromiter((b.timestamp() for _, b in bounds), dtype=np.float64, count=n)
+        total = t1 - t0
+        day = bounds[0][0].astimezone(self.tz).date()
+        last = bounds[-1][1].astimezone(self.tz).date()
+        pieces: list[_Piece] = []
+        while day <= last:
+            pieces.extend(self._day(day))
+            day += timedelta(days=1)
+        p0 = np.array([p.start for p in pieces])
+        p1 = np.array([p.end for p in pieces])
+        pcol = np.array([_COLUMN[p.band] if p.price is not None else UNPRICED for p in pieces])
+        pprice = np.array([0.0 if p.price is None else p.price for p in pieces])
+        first = np.searchsorted(p1, t0, "right")  # first piece ending after the start
+        stop = np.searchsorted(p0, t1, "left")  # pieces before this begin before the end
+        rows = np.arange(n)
+        seen = np.zeros(n, dtype=np.int64)
+        for k in range(int((stop - first).max(initial=0))):
+            j = first + k
+            ok = (j < stop) & (total > 0)
+            jj = np.minimum(j, len(pieces) - 1)
+            overlap = np.minimum(t1, p1[jj]) - np.maximum(t0, p0[jj])
+            ok &= overlap > 0
+            r, c = rows[ok], pcol[jj[ok]]
+            fresh = frac[r, c] == 0
+            rank[r[fresh], c[fresh]] = seen[r[fresh]]
+            seen[r] += 1
+            np.add.at(frac, (r, c), overlap[ok] / total[ok])
+            price[r, c] = pprice[jj[ok]]
+        for i in np.flatnonzero(total <= 0).tolist():  # an empty interval: the piece it is in
+            for k, (band, f, pr) in enumerate(self.shares(*bounds[i])):
+                col = UNPRICED if pr is None else _COLUMN[band]
+                frac[i, col], price[i, col], rank[i, col] = f, 0.0 if pr is None else pr, k
+        return ShareMatrix(frac, price, rank)
 
     def split(self, start: datetime, end: datetime, kwh: float) -> list[Part]:
         """``kwh`` used over ``[start, end)`` by band, spread evenly over the interval."""
@@ -195,6 +276,50 @@ class BandTotals:
         return [b for b in BANDS if b in self.kwh]
 
 
+def band_totals(
+    sm: ShareMatrix, rows: npt.NDArray[np.int64], kwh: npt.NDArray[np.float64]
+) -> BandTotals:
+    """``kwh[i]`` used over interval ``rows[i]`` of ``sm``, priced: what adding each interval's
+    :meth:`Pricer.split` to a :class:`BandTotals` in that order gives (the same sums, added in
+    the same order, bands first met first)."""
+    if len(rows) == 0:
+        return BandTotals()
+    return band_totals_columns(sm.take(rows), kwh[:, None], np.ones((len(rows), 1), bool))[0]
+
+
+def band_totals_columns(
+    sm: ShareMatrix, kwh: npt.NDArray[np.float64], present: npt.NDArray[np.bool_]
+) -> list[BandTotals]:
+    """:func:`band_totals` of many meters at once: ``kwh[i, j]`` is meter ``j``'s use over
+    interval ``i`` of ``sm``, counted where ``present[i, j]``.
+
+    Sums run over axis 0 of C-ordered arrays, which numpy adds row after row: the same order,
+    and so the same last bits, as adding interval after interval.
+    """
+    n, m = kwh.shape
+    out = [BandTotals() for _ in range(m)]
+    if n == 0 or m == 0:
+        return out
+    parts = np.where(present, kwh, 0.0)[:, :, None] * sm.frac[:, None, :]
+    kwh_sum = parts.sum(axis=0)
+    cost_sum = (parts * sm.price[:, None, :]).sum(axis=0)
+    seen = np.asarray(present[:, :, None] & (sm.frac > 0)[:, None, :], dtype=bool)
+    met = np.asarray(seen.any(axis=0), dtype=bool)
+    # The first interval a band is met in, then its place among that interval's shares.
+    first = seen.argmax(axis=0)
+    order = first * (UNPRICED + 1) + np.take_along_axis(sm.rank, first, axis=0)
+    for j in np.flatnonzero(met.any(axis=1)).tolist():
+        t = out[j]
+        cols = np.flatnonzero(met[j]).tolist()
+        for k in sorted(cols, key=lambda c: int(order[j, c])):
+            if k == UNPRICED:
+                t.unpriced_kwh = float(kwh_sum[j, k])
+            else:
+                t.kwh[BANDS[k]] = float(kwh_sum[j, k])
+                t.cost[BANDS[k]] = float(cost_sum[j, k])
+    return out
+
+
 def price_intervals(
     tariff: Tariff | None,
     intervals: Iterable[tuple[datetime, datetime, float]],
@@ -202,9 +327,17 @@ def price_intervals(
 ) -> BandTotals:
     """Price ``(start, end, kWh)`` intervals one by one, each by the version of its own day."""
     pricer = Pricer(tariff, tz)
+    items = list(intervals)
+    spans = sorted({(a, b) for a, b, _ in items})
+    if all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1)):
+        # Many meters over the same hours: split each distinct interval once, with arrays.
+        row = {span: i for i, span in enumerate(spans)}
+        rows = np.fromiter((row[(a, b)] for a, b, _ in items), dtype=np.int64, count=len(items))
+        kwh = np.fromiter((k for _, _, k in items), dtype=np.float64, count=len(items))
+        return band_totals(pricer.matrix(spans), rows, kwh)
     out = BandTotals()
-    for start, end, kwh in intervals:
-        for part in pricer.split(start, end, kwh):
+    for start, end, kwh_ in items:
+        for part in pricer.split(start, end, kwh_):
             out.add(part)
     return out
 

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from store.counters import CounterWindow, counter_windows_arrays
+from store.counters import CounterArrays, CounterWindow, WindowBounds, counter_arrays
 from store.reading import Reading, to_us
 from store.states import StateWindow, state_windows
 
@@ -185,15 +185,37 @@ class Store(abc.ABC):
         the start anchor the first window (a lone anchor could itself be a glitch) and the
         ones after the end let a glitch at the edge be recognised.
         """
+        wb = WindowBounds.of(windows.bounds())
+        out: list[CounterWindow] = []
+        for device, ca in self.counter_delta_arrays(
+            metric, windows, devices, rollover, lookback, wb
+        ).items():
+            out.extend(ca.windows(device, wb.bounds))
+        return out
+
+    def counter_delta_arrays(
+        self,
+        metric: str,
+        windows: Windows,
+        devices: Sequence[str] | None = None,
+        rollover: float | None = None,
+        lookback: timedelta = timedelta(days=1),
+        bounds: WindowBounds | None = None,
+    ) -> dict[str, CounterArrays]:
+        """:meth:`counter_delta` as arrays over every window, per device in sorted order.
+
+        What reports over hundreds of meters and thousands of windows use: no object per
+        window. ``bounds`` (``windows.bounds()`` converted once) may be passed by a caller that
+        already has it. Devices with no sample in the span read are omitted.
+        """
         arrays = self.series_arrays(
             metric, windows.start - lookback, windows.end + lookback, devices
         )
-        bounds = windows.bounds()
-        out: list[CounterWindow] = []
-        for device in sorted(arrays):
-            t_us, values = arrays[device]
-            out.extend(counter_windows_arrays(device, t_us, values, bounds, rollover=rollover))
-        return out
+        wb = bounds if bounds is not None else WindowBounds.of(windows.bounds())
+        return {
+            device: counter_arrays(*arrays[device], wb, rollover=rollover)
+            for device in sorted(arrays)
+        }
 
     def state_durations(
         self,

@@ -7,6 +7,7 @@ that cannot be built is shown as not available; the report itself always builds.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 from reports.context import ReportContext
@@ -22,6 +23,7 @@ from reports.monthly.model import (
     SectionView,
     Table,
 )
+from reports.monthly.readcache import ReadCache
 from reports.monthly.sections import Cache, Section, SectionInput, run, sections
 from reports.period import Period
 
@@ -66,24 +68,42 @@ def build_monthly(
     total = len(scopes) * len(chosen)
     done = 0
     pages: list[Page] = []
-    for scope in scopes:
-        name = tr("report.summary") if scope is None else rc.buildings[scope].name
-        views: list[SectionView] = []
-        for section in chosen:
-            if progress is not None:
-                progress(done, total, f"{section.key} · {name}")
-            views.append(run(section, SectionInput(rc, period, scope, tr), memo))
-            done += 1
-        building = rc.buildings[scope] if scope is not None else None
-        pages.append(
-            Page(
-                building=scope,
-                title=name,
-                floor_area_m2=building.floor_area_m2 if building else _site_area(rc),
-                sections=views,
-                completeness=completeness(rc, period, now, scope),
+    # The sections read the same month of the same meters again and again: within this build
+    # each span is read from the store once.
+    reads = ReadCache(rc.store)
+    rc = dataclasses.replace(rc, store=reads)
+    try:
+        views_of: list[list[SectionView]] = []
+        for scope in scopes:
+            name = tr("report.summary") if scope is None else rc.buildings[scope].name
+            views: list[SectionView] = []
+            for section in chosen:
+                if progress is not None:
+                    progress(done, total, f"{section.key} · {name}")
+                views.append(run(section, SectionInput(rc, period, scope, tr), memo))
+                done += 1
+            views_of.append(views)
+        # Once for the site, after the sections: it counts from the samples they read when it
+        # can. Each building's page shows its own devices' rows.
+        rows = completeness(rc, period, now)
+        for scope, views in zip(scopes, views_of, strict=True):
+            name = tr("report.summary") if scope is None else rc.buildings[scope].name
+            building = rc.buildings[scope] if scope is not None else None
+            pages.append(
+                Page(
+                    building=scope,
+                    title=name,
+                    floor_area_m2=building.floor_area_m2 if building else _site_area(rc),
+                    sections=views,
+                    completeness=[
+                        r
+                        for r in rows
+                        if scope is None or rc.devices[r.device].location.building == scope
+                    ],
+                )
             )
-        )
+    finally:
+        reads.close()
     if progress is not None:
         progress(total, total, "")
     summary, buildings = pages[0], pages[1:]
