@@ -654,6 +654,8 @@ class ElevatorParams:
     weekend_factor: float = 0.6
     faults_per_week: float = 0.5
     entrapment_share: float = 0.3  # share of faults that stop the car between floors occupied
+    # How long a passenger stays shut in until rescued, uniform between the two (minutes).
+    entrapment_minutes: tuple[float, float] = (8.0, 30.0)
     inspection_every_days: int | None = 15  # semi-monthly maintenance (TSG T5002)
     inspection_hours: float = 1.5
     inspection_hour: float = 14.0  # local start time of the maintenance window
@@ -673,6 +675,9 @@ class ElevatorParams:
             raise ValueError("faults_per_week must not be negative")
         if not 0 <= self.entrapment_share <= 1:
             raise ValueError("entrapment_share must be in [0, 1]")
+        lo, hi = self.entrapment_minutes
+        if not 0 < lo <= hi:
+            raise ValueError("entrapment_minutes must be (low, high) with 0 < low <= high")
         if self.inspection_every_days is not None and self.inspection_every_days < 1:
             raise ValueError("inspection_every_days must be at least 1")
         if not 0 < self.inspection_hours < 24:
@@ -883,7 +888,8 @@ class ElevatorModel:
         if rng.random() >= self._fault_p:
             return None
         if rng.random() < self.params.entrapment_share:
-            return _Fault(rng.choice(FAULTS_BETWEEN_FLOORS), 60 * rng.uniform(8, 30), True)
+            minutes = rng.uniform(*self.params.entrapment_minutes)
+            return _Fault(rng.choice(FAULTS_BETWEEN_FLOORS), 60 * minutes, True)
         return _Fault(rng.choice(FAULTS_AT_LANDING), 60 * rng.uniform(3, 15), False)
 
     def _commit(self, seg: _Seg) -> None:

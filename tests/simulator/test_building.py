@@ -79,13 +79,12 @@ def test_demo_site_config(demo: SiteConfig) -> None:
     lifts = [d for d in demo.devices if d.kind == "elevator"]
     assert {(d.source.host, d.source.port) for d in lifts} == {("127.0.0.1", 15030)}
     assert sorted(d.source.unit_id for d in lifts) == [1, 2]
-    (rule,) = demo.rules
-    assert (rule.metric, rule.above, rule.severity, rule.fault_class) == (
-        "fault_code",
-        0,
-        "major",
-        "elevator_fault",
-    )
+    rules = {r.id: (r.metric, r.above, r.severity, r.fault_class, r.latched) for r in demo.rules}
+    assert rules == {
+        "elevator-fault": ("fault_code", 0, "major", "elevator_fault", False),
+        "elevator-entrapment": ("entrapment", 0, "critical", "entrapment", True),
+    }
+    assert demo.reports.water.price_per_m3 > 0  # leak costs in money
     assert demo.oncall.fallback == demo.oncall.people[0].id
     tower = next(b for b in demo.buildings if b.id == "mall-tower")
     assert (tower.basement_floors, tower.floors) == (2, 20)

@@ -395,6 +395,33 @@ def test_elevator_traffic_follows_the_day_and_faults_happen() -> None:
     assert samples[-1][1]["running_hours"] > samples[0][1]["running_hours"]
 
 
+def test_entrapments_last_as_long_as_the_params_say() -> None:
+    """``entrapment_minutes``: how long a passenger waits for rescue (the demo lets some wait
+    past the 30-minute limit)."""
+    with pytest.raises(ValueError, match="entrapment_minutes"):
+        ElevatorParams(entrapment_minutes=(0.0, 5.0))
+    with pytest.raises(ValueError, match="entrapment_minutes"):
+        ElevatorParams(entrapment_minutes=(20.0, 10.0))
+    params = ElevatorParams(
+        lowest_floor=-2,
+        top_floor=20,
+        faults_per_week=20.0,
+        entrapment_share=1.0,
+        entrapment_minutes=(31.0, 33.0),
+    )
+    m = ElevatorModel("el", params, CLOCK, seed=11)
+    lengths: list[float] = []
+    since: float | None = None
+    for t, v in sweep(m, at(0, 0), at(14, 0), 10.0):
+        if v["entrapment"] and since is None:
+            since = t
+        elif not v["entrapment"] and since is not None:
+            lengths.append((t - since) / 60)
+            since = None
+    assert len(lengths) >= 5
+    assert all(31.0 - 1 / 6 <= x <= 33.0 + 1 / 6 for x in lengths), lengths
+
+
 def test_inject_fault_stops_the_car_for_its_duration() -> None:
     m = elevator(faults_per_week=0.0)
     t = at(0, 8.5)
