@@ -1040,6 +1040,8 @@ class TicketStore:
         if finished is None or now - finished > self._reopen_window:
             return None
         priority = min(prev.priority, req.priority)
+        # Read before the update: the session synchronises prev to the new status.
+        was = prev.status.lower()
         res = s.execute(
             update(_TicketRow)
             .where(_TicketRow.id == prev.id, _TicketRow.status == prev.status)
@@ -1057,7 +1059,7 @@ class TicketStore:
         if _rowcount(res) != 1:
             # Another writer reopened it first: the caller's retry finds it open.
             raise IntegrityError("ticket reopened concurrently", None, Exception("race"))
-        note = f"reopened within {self._reopen_window} of {prev.status.lower()} (repeat repair)"
+        note = f"reopened within {self._reopen_window} of {was} (repeat repair)"
         if req.note:
             note += f": {req.note}"
         self._add_event(s, prev.id, now, "reopened", note, alert_id)

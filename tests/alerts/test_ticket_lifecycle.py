@@ -86,7 +86,7 @@ def test_D4_reopen_a_new_episode_within_24h_of_closure_reopens_the_ticket(
     detail = store.get_ticket(first)
     assert detail is not None
     assert [e.kind for e in detail.events][-1] == "reopened"
-    assert "repeat repair" in detail.events[-1].note
+    assert "of closed (repeat repair)" in detail.events[-1].note
     assert store.list_tickets().total == 1
 
 
