@@ -51,6 +51,7 @@ KWH_DIGITS = 3  # Wh: finer figures are float noise of spreading deltas over win
 MONEY_DIGITS = 2
 KW_DIGITS = 3
 PCT_DIGITS = 2
+MIN_COMPARE_COMPLETENESS = 0.9  # below it a month-on-month change would compare unlike spans
 
 
 # -- output models ----------------------------------------------------------------------------
@@ -146,8 +147,17 @@ class Comparison(BaseModel):
     )
     kwh: float | None = Field(description="Energy then; null when no data")
     cost: float | None = Field(description="Total cost then; null when no data or tariff")
-    kwh_change_pct: float | None = Field(description="(now - then) / then x 100; null if unknown")
-    cost_change_pct: float | None = Field(description="(now - then) / then x 100; null if unknown")
+    completeness: float | None = Field(
+        description="Share of the compared span's 15-minute intervals with data (0..1; the "
+        "least complete building for the site); null when no data"
+    )
+    kwh_change_pct: float | None = Field(
+        description="(now - then) / then x 100; null if unknown or the compared span is less "
+        "than 90% complete (a change against a partly recorded month would mislead)"
+    )
+    cost_change_pct: float | None = Field(
+        description="(now - then) / then x 100; null as for kwh_change_pct"
+    )
 
 
 class BudgetOut(BaseModel):
@@ -718,17 +728,20 @@ class _Scope:
 
 def _comparison_totals(
     scope: _Scope, other: Period, elapsed: timedelta
-) -> tuple[datetime, dict[str, tuple[float | None, float | None]]]:
-    """(end of the compared span, building -> (kWh, total cost)) for another month."""
+) -> tuple[datetime, dict[str, tuple[float | None, float | None, float | None]]]:
+    """(end of the compared span, building -> (kWh, total cost, completeness)) for another
+    month."""
     rc = scope.rc
     end = min(other.end, other.start + elapsed)
     grid = _grid(other.start, end, rc.tz, ())
     mains = [m for b in scope.buildings for m in scope.mains[b]]
     data = scope.on_grid(mains, grid)
-    out: dict[str, tuple[float | None, float | None]] = {}
+    out: dict[str, tuple[float | None, float | None, float | None]] = {}
     for b in scope.buildings:
         calc = _building_calc(data, scope.mains[b], grid, rc.tz, scope.tariffs[b], other)
-        out[b] = (calc.total, calc.cost.total)
+        # A building without main meters has nothing to be complete about.
+        share = float(calc.has.mean()) if scope.mains[b] and len(calc.has) else None
+        out[b] = (calc.total, calc.cost.total, share)
     return end, out
 
 
@@ -754,7 +767,12 @@ def _comparisons(
             per_building[b].append(
                 _comparison(against, other, other_end, now[b], then[b], scope.rc.tz)
             )
-        site_then = (_sum(v[0] for v in then.values()), _sum(v[1] for v in then.values()))
+        shares = [v[2] for v in then.values() if v[2] is not None]
+        site_then = (
+            _sum(v[0] for v in then.values()),
+            _sum(v[1] for v in then.values()),
+            min(shares) if shares else None,
+        )
         site.append(_comparison(against, other, other_end, site_now, site_then, scope.rc.tz))
     return per_building, site
 
@@ -764,9 +782,10 @@ def _comparison(
     other: Period,
     other_end: datetime,
     now: tuple[float | None, float | None],
-    then: tuple[float | None, float | None],
+    then: tuple[float | None, float | None, float | None],
     tz: ZoneInfo,
 ) -> Comparison:
+    complete = then[2] is not None and then[2] >= MIN_COMPARE_COMPLETENESS
     return Comparison(
         against=against,
         month=other.label,
@@ -774,8 +793,9 @@ def _comparison(
         end=other_end.astimezone(tz),
         kwh=kwh_round(then[0]),
         cost=_money(then[1]),
-        kwh_change_pct=_change(now[0], then[0]),
-        cost_change_pct=_change(now[1], then[1]),
+        completeness=None if then[2] is None else round(then[2], 4),
+        kwh_change_pct=_change(now[0], then[0]) if complete else None,
+        cost_change_pct=_change(now[1], then[1]) if complete else None,
     )
 
 

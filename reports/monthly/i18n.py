@@ -92,6 +92,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "energy.peak_demand": ("最大需量（15 分钟）", "Peak demand (15 min)"),
     "energy.daily": ("每日用电量", "Daily energy"),
     "energy.compared": ("{month}：{value}", "{month}: {value}"),
+    "energy.compared_partial": (
+        "{month}：{value}（数据仅 {share}，不作比较）",
+        "{month}: {value} (only {share} recorded; not compared)",
+    ),
     "energy.cost_parts": (
         "电度 {energy} · 基本 {fixed} · 需量 {demand}",
         "energy {energy} · fixed {fixed} · demand {demand}",

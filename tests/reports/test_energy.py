@@ -362,3 +362,20 @@ def test_without_a_tariff_there_is_energy_but_no_cost(
     assert a["cost"]["tariff"] is None and a["cost"]["total"] is None and a["cost"]["bands"] == []
     assert rep["total_cost"] is None
     assert a["daily"][0]["cost"] is None and a["daily"][2]["kwh"] is None  # no data: null
+
+
+def test_no_change_is_claimed_against_a_partly_recorded_month(
+    embedded_store_factory: Callable[[], Store], tickets: TicketStore
+) -> None:
+    # February has data only from 26 Feb (4 of 29 days): its total is shown with its
+    # completeness, but a +600% "change" against it would mislead, so the change is null.
+    store = embedded_store_factory()
+    store.write(counter("pm-main", local(2, 26), local(4, 1), H, lambda t: 1.0))
+    rep = report(store, tickets, MARCH, local(4, 2))
+    prev = rep["buildings"][0]["comparisons"][0]
+    assert prev["kwh"] == pytest.approx(4 * 24.0)
+    assert prev["completeness"] == pytest.approx(4 / 29, abs=0.002)
+    assert prev["kwh_change_pct"] is None and prev["cost_change_pct"] is None
+    site_prev = rep["comparisons"][0]
+    assert site_prev["completeness"] == 0.0  # building B's main meter has no data at all
+    assert site_prev["kwh_change_pct"] is None

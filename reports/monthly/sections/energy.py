@@ -171,14 +171,16 @@ def _cost_parts(tr: Tr, cur: str, bo: BuildingOut | None) -> str | None:
 def _comparison(tr: Tr, c: Comparison) -> Figure:
     key = "energy.vs_previous" if c.against == "previous_month" else "energy.vs_last_year"
     change = c.kwh_change_pct
-    return figure(
-        tr,
-        key,
-        tr(key),
-        change,
-        "%",
-        detail=tr("energy.compared", month=c.month, value=tr.qty(c.kwh, "kWh", 0)),
-    ).model_copy(update={"text": tr.signed_pct(change)})
+    value = tr.qty(c.kwh, "kWh", 0)
+    partial = c.kwh is not None and c.completeness is not None and change is None
+    detail = (
+        tr("energy.compared_partial", month=c.month, value=value, share=f"{c.completeness:.0%}")
+        if partial
+        else tr("energy.compared", month=c.month, value=value)
+    )
+    return figure(tr, key, tr(key), change, "%", detail=detail).model_copy(
+        update={"text": tr.signed_pct(change)}
+    )
 
 
 def _daily_chart(tr: Tr, daily: list[Day]) -> Chart:
