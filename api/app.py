@@ -17,12 +17,13 @@ from fastapi import APIRouter, Depends, FastAPI
 from alerts.tickets import TicketStore
 from api.auth import TokenSpec, bearer_auth, named_tokens
 from api.console import install_console
-from api.context import Context, utc_now
+from api.context import Context
 from api.errors import ERROR_RESPONSES, ApiError, ErrorResponse, install_error_handlers
 from api.metrics import install_metrics
 from api.routes import devices, maintenance, monthly, readings, reports, savings, uptime, water
 from api.routes import tickets as ticket_routes
 from config.models import SiteConfig
+from reports.context import utc_now
 from store.base import Store
 
 log = logging.getLogger(__name__)

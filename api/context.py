@@ -5,17 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from alerts.tickets import TicketStore
 from config.models import Device, SiteConfig
-from reports.context import ReportContext
+from reports.context import ReportContext, utc_now
 from store.base import Store
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -30,12 +26,12 @@ class Context:
     reports: ReportContext = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tz", ZoneInfo(self.config.site.timezone))
-        object.__setattr__(self, "devices", {d.id: d for d in self.config.devices})
-        object.__setattr__(self, "buildings", {b.id: b.name for b in self.config.buildings})
-        object.__setattr__(
-            self, "reports", ReportContext(self.config, self.store, self.tickets, self.clock)
-        )
+        # Reports and routes read the same site: derive the lookups once, in the report context.
+        rc = ReportContext(self.config, self.store, self.tickets, self.clock)
+        object.__setattr__(self, "reports", rc)
+        object.__setattr__(self, "tz", rc.tz)
+        object.__setattr__(self, "devices", rc.devices)
+        object.__setattr__(self, "buildings", {b: v.name for b, v in rc.buildings.items()})
 
 
 def finite(v: float) -> float | None:
