@@ -61,10 +61,6 @@ class ReadCache(Store):
     ) -> dict[str, SeriesArrays]:
         if devices is not None and not devices:
             return {}
-        if devices is not None:
-            hit = self.cached(metric, start, end, devices)
-            if hit is not None:
-                return hit
         s, e = to_us(start), to_us(end)
         for read in self._reads.get(metric, []):
             if read.covers(s, e, devices):
