@@ -17,7 +17,10 @@ demo: $(STAMP)
 
 # Debian packages the tests start themselves: influxd (InfluxDB 1.6 from Debian), mosquitto,
 # socat (a pseudo-terminal pair stands in for an RS-485 cable in the serial Modbus tests) and
-# chromium (browser tests of the web console); pango and a CJK font for the monthly report PDF.
+# chromium (browser tests of the web console); pango and a CJK font for the monthly report PDF;
+# docker-compose (validates deploy/compose.yaml, no daemon needed), shellcheck (the systemd install
+# script), mosquitto-clients (runs the broker's compose health check) and sqlite3 (the documented
+# ticket backup) for tests/deploy.
 system-deps:
 	@missing=""; \
 	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
@@ -26,10 +29,19 @@ system-deps:
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
 	ldconfig -p | grep -q libpangoft2-1.0 || missing="$$missing libpango-1.0-0 libpangoft2-1.0-0"; \
+	command -v shellcheck >/dev/null 2>&1 || missing="$$missing shellcheck"; \
+	command -v mosquitto_sub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
+	command -v sqlite3 >/dev/null 2>&1 || missing="$$missing sqlite3"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@# Without its recommends: they would pull in the Docker engine, which the tests never run.
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  echo "installing Debian packages: docker-compose"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends docker-compose; \
+	}
 	@pg_isready -q -h 127.0.0.1 -p 5432 || \
 	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true
 	@(echo > /dev/tcp/127.0.0.1/1883) 2>/dev/null || /usr/sbin/mosquitto -d -c /etc/mosquitto/mosquitto.conf || true

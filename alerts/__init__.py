@@ -1,6 +1,7 @@
 """Alerts on the live stream of readings, and the tickets (work orders) they open."""
 
 from alerts.engine import AlertEngine, AlertTransition, fingerprint
+from alerts.silences import Matchers, Silence, SilenceStore, silenced
 from alerts.tickets import (
     AlertRecord,
     AlertState,
@@ -17,6 +18,9 @@ __all__ = [
     "AlertRecord",
     "AlertState",
     "AlertTransition",
+    "Matchers",
+    "Silence",
+    "SilenceStore",
     "TicketDetail",
     "TicketPage",
     "TicketRecord",
@@ -24,4 +28,5 @@ __all__ = [
     "TicketStore",
     "TicketTransitionError",
     "fingerprint",
+    "silenced",
 ]

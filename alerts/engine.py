@@ -1,4 +1,4 @@
-"""Threshold rules and communication loss evaluated on the live stream of readings
+"""Alert rules and communication loss evaluated on the live stream of readings
 (../shared/alerting-semantics.md).
 
 The engine is called with every batch the collector emits (:meth:`AlertEngine.evaluate`) and
@@ -16,8 +16,21 @@ FIRING from outside an episode, a severity rise and RESOLVED are worth a page
 Latched rules (A10) stay RECOVERING after the condition cleared until someone acknowledges
 (:meth:`AlertEngine.acknowledge`); acknowledging changes no state otherwise.
 
-Not yet: shelving (A11), rate-of-change and state rules, grouping, notifications and
-escalation.
+Every kind of rule (threshold, rate, state, night_flow: alerts.conditions) runs through the
+same state machine; only how a sample becomes a verdict (trip, clear, hold, or none yet)
+differs. The site's rules are its own plus, with ``default_rules: true``, the shipped defaults
+it does not replace (alerts.default_rules).
+
+Devices behind one Modbus gateway or on one serial bus (the same
+:func:`collector.transport.connection_key`, with at least two unit ids) share a gateway watch:
+when all of them are silent at once, one ``gateway_offline`` alert and ticket speaks for them
+instead of one communication-loss alert per device (A8), and it resolves itself when any of
+them answers again (T4). A device that falls silent while a neighbour on the same connection
+still answers gets its own communication-loss alert as before.
+
+Shelving (A11) is a flag on the alert (alerts.tickets) and silences live in alerts.silences:
+the engine evaluates and records regardless; paging (alerts.paging) decides who hears of it.
+Not yet: grouping of notifications (D5).
 """
 
 from __future__ import annotations
@@ -25,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +46,8 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from alerts.conditions import condition_for
+from alerts.default_rules import site_rules
 from alerts.tickets import (
     AlertConflict,
     AlertRecord,
@@ -42,7 +57,19 @@ from alerts.tickets import (
     TicketRequest,
     TicketStore,
 )
-from config.models import COMMUNICATION_LOSS_RULE, Device, Selector, SiteConfig, ThresholdRule
+from alerts.verdict import Condition, Judgement, Verdict
+from collector.transport import connection_key
+from config.models import (
+    COMMUNICATION_LOSS_RULE,
+    GATEWAY_OFFLINE_RULE,
+    AnyRule,
+    Device,
+    ModbusRtuSource,
+    ModbusSource,
+    MqttSource,
+    Selector,
+    SiteConfig,
+)
 from store.reading import Quality, Reading
 
 log = logging.getLogger(__name__)
@@ -59,6 +86,10 @@ HEALTH_METRICS = frozenset({UP_METRIC, "poll_latency", "consecutive_failures", "
 COMMUNICATION_LOSS_CLASS = "communication_loss"
 COMMUNICATION_LOSS_SEVERITY = "major"
 _COMM_NAMES = {"zh-CN": "通信中断", "en": "communication lost"}
+# A8: the built-in alert of a gateway or serial bus whose devices all fell silent at once.
+GATEWAY_OFFLINE_CLASS = "gateway_offline"
+_GATEWAY_PREFIX = "gateway:"  # ':' never occurs in device ids, so this cannot name a device
+_ID_MAX = 64  # width of the device column of alerts and tickets
 
 # A12: this many fire/clear cycles within the window make an alert chatter; a chattering episode
 # is held open (RECOVERING) until the condition stayed clear for a whole window.
@@ -78,12 +109,7 @@ def fingerprint(rule_id: str, site: str, building: str, device: str, metric: str
 
 def selects(selector: Selector, device: Device) -> bool:
     """Whether a rule's selector covers ``device``; an empty list or mapping matches all."""
-    return (
-        (not selector.kinds or device.kind in selector.kinds)
-        and (not selector.buildings or device.location.building in selector.buildings)
-        and (not selector.devices or device.id in selector.devices)
-        and all(device.tags.get(k) == v for k, v in selector.tags.items())
-    )
+    return selector.matches(device)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +135,12 @@ class AlertTransition:
 
 @dataclass(frozen=True, slots=True)
 class _Instance:
-    """A (rule, device) pair the engine watches."""
+    """A (rule, device) pair the engine watches; ``condition`` judges its samples."""
 
-    rule: ThresholdRule
+    rule: AnyRule
     device: Device
     fingerprint: str
-    trip: float
-    clear: float
+    condition: Condition
     stale_after: timedelta
 
     @property
@@ -125,16 +150,6 @@ class _Instance:
     @property
     def metric(self) -> str:
         return self.rule.metric
-
-    @property
-    def high(self) -> bool:
-        return self.rule.above is not None
-
-    def tripped(self, v: float) -> bool:
-        return v > self.trip if self.high else v < self.trip
-
-    def cleared(self, v: float) -> bool:
-        return v <= self.clear if self.high else v >= self.clear
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +163,61 @@ class _CommWatch:
     metric: str = UP_METRIC
 
 
-def _instance(rule: ThresholdRule, device: Device, site: str) -> _Instance:
-    fp = fingerprint(rule.id, site, device.location.building, device.id, rule.metric)
+@dataclass(frozen=True, slots=True)
+class _GatewayWatch:
+    """One connection (gateway host and port, or serial port) that devices on two or more
+    Modbus units share: its communication-loss instance (A8)."""
+
+    key: tuple[str, ...]
+    address: str  # as operators write it: 192.0.2.30:4001 or /dev/ttyUSB0
+    gateway_id: str  # the alert's and ticket's ``device``
+    building: str  # where most of its devices are
+    devices: tuple[Device, ...]
+    fingerprint: str
+    rule_id: str = GATEWAY_OFFLINE_RULE
+    metric: str = UP_METRIC
+
+
+def _gateways(devices: Sequence[Device], site: str) -> list[_GatewayWatch]:
+    groups: dict[tuple[str, ...], list[tuple[Device, ModbusSource]]] = {}
+    for device in devices:
+        if isinstance(device.source, MqttSource):
+            continue
+        groups.setdefault(connection_key(device.source), []).append((device, device.source))
+    out: list[_GatewayWatch] = []
+    for key, members in groups.items():
+        # Several devices read from one unit are one device on the wire, not a gateway.
+        if len({src.unit_id for _, src in members}) < 2:
+            continue
+        src = members[0][1]
+        address = src.port if isinstance(src, ModbusRtuSource) else f"{src.host}:{src.port}"
+        gateway_id = _GATEWAY_PREFIX + address
+        if len(gateway_id) > _ID_MAX:
+            digest = hashlib.sha256("\x1f".join(key).encode("utf-8")).hexdigest()
+            gateway_id = _GATEWAY_PREFIX + digest[:16]
+        buildings = Counter(d.location.building for d, _ in members)
+        # Labels that survive reordering the devices: the connection key alone (D1).
+        fp = fingerprint(GATEWAY_OFFLINE_RULE, site, "", "/".join(key), UP_METRIC)
+        out.append(
+            _GatewayWatch(
+                key=key,
+                address=address,
+                gateway_id=gateway_id,
+                building=buildings.most_common(1)[0][0],
+                devices=tuple(d for d, _ in members),
+                fingerprint=fp,
+            )
+        )
+    return out
+
+
+def _instance(rule: AnyRule, device: Device, config: SiteConfig) -> _Instance | None:
+    condition = condition_for(rule, device, config)
+    if condition is None:
+        return None
+    fp = fingerprint(rule.id, config.site.id, device.location.building, device.id, rule.metric)
     stale = rule.stale_after or 2 * device.poll_interval
-    return _Instance(rule, device, fp, rule.trip_level, rule.clear_level, stale)
+    return _Instance(rule, device, fp, condition, stale)
 
 
 def _comm_watch(device: Device, site: str) -> _CommWatch:
@@ -160,8 +226,8 @@ def _comm_watch(device: Device, site: str) -> _CommWatch:
 
 
 class AlertEngine:
-    """Evaluates the site's threshold rules and communication loss, and keeps alerts and
-    tickets in ``tickets``.
+    """Evaluates the site's rules and communication loss, and keeps alerts and tickets in
+    ``tickets``.
 
     Several engines may share one database (D2): the database's unique indexes decide who
     writes a transition, and the loser adopts what the winner wrote. Not thread-safe: call
@@ -177,17 +243,31 @@ class AlertEngine:
         self._comm: dict[str, _CommWatch] = {}
         for device in config.devices:
             self._comm[device.id] = _comm_watch(device, self._site)
-        for rule in config.rules:
+        self._gateways = _gateways(config.devices, self._site)
+        self._gateway_of: dict[str, _GatewayWatch] = {
+            d.id: gw for gw in self._gateways for d in gw.devices
+        }
+        # Instances whose condition also decides with time alone (night_flow).
+        self._timed: list[_Instance] = []
+        for rule in site_rules(config):
             for device in config.devices:
-                if selects(rule.select, device):
-                    inst = _instance(rule, device, self._site)
-                    self._by_series.setdefault((device.id, rule.metric), []).append(inst)
-                    self._by_fp[inst.fingerprint] = inst
+                if not rule.select.matches(device):
+                    continue
+                inst = _instance(rule, device, config)
+                if inst is None:  # e.g. a default rule on a rating this device lacks
+                    continue
+                self._by_series.setdefault((device.id, rule.metric), []).append(inst)
+                self._by_fp[inst.fingerprint] = inst
+                if rule.kind == "night_flow":
+                    self._timed.append(inst)
         self._alerts: dict[str, AlertRecord] = {
             a.fingerprint: a for a in tickets.unresolved_alerts()
         }
         self._last: dict[str, datetime] = {}  # newest sample evaluated, per instance
         self._seen: dict[str, datetime] = {}  # newest proof of life, per device
+        # Silence of a device behind a gateway counts from the gateway's recovery at the
+        # earliest: its neighbours answer first while the collector works down the bus.
+        self._quiet_from: dict[str, datetime] = {}
         self._clears: dict[str, deque[datetime]] = {}  # recent clears, per instance (A12)
         # Silence is measured from here for what has not been heard from since start-up.
         self._origin: datetime | None = None
@@ -201,9 +281,13 @@ class AlertEngine:
         return sorted(self._alerts.values(), key=lambda a: a.id)
 
     def device_down(self, device: str) -> bool:
-        """Whether ``device`` has an unresolved communication-loss alert."""
+        """Whether ``device`` has an unresolved communication-loss alert, its own or its
+        gateway's."""
         watch = self._comm.get(device)
-        return watch is not None and watch.fingerprint in self._alerts
+        if watch is not None and watch.fingerprint in self._alerts:
+            return True
+        gw = self._gateway_of.get(device)
+        return gw is not None and gw.fingerprint in self._alerts
 
     def evaluate(self, readings: Sequence[Reading], now: datetime) -> list[AlertTransition]:
         """Apply a batch of readings; returns the transitions it caused, in time order.
@@ -235,17 +319,35 @@ class AlertEngine:
                 if last is not None and t < last:
                     continue
                 self._last[inst.fingerprint] = t
-                self._step(inst.fingerprint, out, self._apply, inst, r.value, t)
+                j = inst.condition.judge(r.value, t)
+                if j is None:
+                    cur = self._alerts.get(inst.fingerprint)
+                    if cur is None or cur.state is not AlertState.NODATA:
+                        continue
+                    # Data is back but the rule has no verdict yet (a rate filling its
+                    # window, a night not over): the last verdict stands, firing.
+                    j = Judgement(Verdict.HOLD, r.value)
+                self._step(inst.fingerprint, out, self._apply, inst, j, t)
         return out
 
     def tick(self, now: datetime) -> list[AlertTransition]:
         """Notice what only the passing of time changes: devices silent for ``stale_after``
         (communication loss, A8), metrics that stopped coming (NODATA), RECOVERING alerts whose
-        hold ran out (A6). Call it about once a second."""
+        hold ran out (A6), nights of night_flow rules that ended without a later sample. Call
+        it about once a second."""
         self._start(now)
         out: list[AlertTransition] = []
+        # Gateways first: devices that fell silent together make one alert, not one each.
+        for gw in self._gateways:
+            self._check_gateway(gw, now, out)
         for watch in self._comm.values():
             self._check_silence(watch, now, out)
+        for timed in self._timed:
+            if self.device_down(timed.device.id):
+                continue  # decided by the first sample once it is back
+            j = timed.condition.due(now)
+            if j is not None:
+                self._step(timed.fingerprint, out, self._apply, timed, j, now)
         for fp, cur in list(self._alerts.items()):
             inst = self._by_fp.get(fp)
             if inst is None or self.device_down(inst.device.id):
@@ -256,8 +358,19 @@ class AlertEngine:
                 if cur.state in (AlertState.PENDING, AlertState.FIRING, AlertState.RECOVERING):
                     self._step(fp, out, self._no_data, inst, now)
             elif cur.state is AlertState.RECOVERING:
+                if inst.rule.latched and not _acked_since(cur):
+                    # A10: the acknowledgement may come from another process (an API-only
+                    # facmon, or a direct database write): look for it there.
+                    self._refresh(fp)
                 self._step(fp, out, self._recovered, inst, now)
         return out
+
+    def _refresh(self, fp: str) -> None:
+        try:
+            current = self._tickets.unresolved_alert(fp)
+        except SQLAlchemyError:
+            return  # the tick's next database write reports the outage
+        self._adopt(fp, current)
 
     # -- internals ----------------------------------------------------------------------------
     def _start(self, now: datetime) -> None:
@@ -352,11 +465,13 @@ class AlertEngine:
         raise RuntimeError(f"alert {fp[:12]}: gave up after {_ATTEMPTS} conflicting writers")
 
     def _apply(
-        self, cur: AlertRecord | None, inst: _Instance, v: float, t: datetime
+        self, cur: AlertRecord | None, inst: _Instance, j: Judgement, t: datetime
     ) -> AlertTransition | None:
         rule = inst.rule
+        v = j.value
+        tripped = j.verdict is Verdict.TRIP
         if cur is None:
-            if not inst.tripped(v):
+            if not tripped:
                 return None
             if rule.for_ > timedelta(0):  # A1: PENDING first, and no ticket (A2)
                 rec, _ = self._tickets.start_alert(self._new(inst), AlertState.PENDING, t, v)
@@ -368,7 +483,7 @@ class AlertEngine:
             )
             return self._transition(inst, AlertState.INACTIVE, self._keep(rec), t, v, ticket)
         if cur.state is AlertState.PENDING:
-            if not inst.tripped(v):  # A2: a false evaluation ends the pending episode
+            if not tripped:  # A2: a false evaluation ends the pending episode
                 self._tickets.cancel_pending(cur)
                 self._alerts.pop(inst.fingerprint, None)
                 return self._transition(
@@ -381,7 +496,7 @@ class AlertEngine:
         # Within an episode: FIRING, RECOVERING or NODATA.
         higher = _SEVERITY_RANK[rule.severity] > _SEVERITY_RANK.get(cur.severity, 0)
         raise_to = rule.severity if higher else None  # A9: rises, never falls
-        if inst.tripped(v):
+        if tripped:
             if cur.state is AlertState.FIRING and raise_to is None:
                 return None
             # A5: a trip while RECOVERING (or after NODATA) continues the episode quietly.
@@ -389,7 +504,7 @@ class AlertEngine:
             return self._transition(
                 inst, cur.state, self._keep(rec), t, v, notify=raise_to is not None
             )
-        if inst.cleared(v):
+        if j.verdict is Verdict.CLEAR:
             if cur.state is AlertState.RECOVERING:
                 if self._may_resolve(inst, cur, t):  # A6, A10
                     return self._resolve(inst, cur, t, v)
@@ -421,7 +536,7 @@ class AlertEngine:
         return self._transition(inst, cur.state, self._keep(rec), t, v, notify=raise_to is not None)
 
     def _resolve(self, inst: _Instance, cur: AlertRecord, t: datetime, v: float) -> AlertTransition:
-        note = f"condition cleared: {inst.metric} = {v:g} ({_limit_text(inst)})"
+        note = f"condition cleared: {inst.condition.text(v)}"
         rec = self._tickets.resolve_alert(cur, t, v, note=note)
         return self._transition(inst, cur.state, self._keep(rec), t, v)
 
@@ -458,24 +573,109 @@ class AlertEngine:
         seen = self._seen.get(dev)
         if seen is None or t > seen:
             self._seen[dev] = t
+        gw = self._gateway_of.get(dev)
+        if gw is not None and gw.fingerprint in self._alerts:
+            self._step(gw.fingerprint, out, self._gateway_back, gw, watch.device, t)
         if watch.fingerprint in self._alerts:
             self._step(watch.fingerprint, out, self._comm_back, watch, t)
+
+    def _silent_since(self, device: str) -> datetime:
+        last = self._seen.get(device, self._origin)
+        assert last is not None
+        quiet = self._quiet_from.get(device)
+        return last if quiet is None or quiet < last else quiet
 
     def _check_silence(self, watch: _CommWatch, now: datetime, out: list[AlertTransition]) -> None:
         if watch.fingerprint in self._alerts:
             return
-        last = self._seen.get(watch.device.id, self._origin)
-        assert last is not None
+        last = self._silent_since(watch.device.id)
         if now - last < watch.stale_after:
             return
+        gw = self._gateway_of.get(watch.device.id)
+        if gw is not None:
+            self._check_gateway(gw, now, out)
+            if gw.fingerprint in self._alerts:
+                return  # the gateway's alert speaks for all its devices
+            # Only a neighbour answering after this device stopped shows the connection works;
+            # until one does (or all are silent) this may be the gateway going down.
+            proof = last + watch.device.poll_interval
+            if not any(
+                self._seen.get(d.id, proof) > proof for d in gw.devices if d is not watch.device
+            ):
+                return
         before = len(out)
         self._step(watch.fingerprint, out, self._comm_lost, watch, last, now)
         if len(out) == before:
             return
-        # Its point alerts fall silent with it: one alert per device, not one per point.
+        self._mute_points(watch.device.id, now, out)
+
+    def _mute_points(self, device: str, now: datetime, out: list[AlertTransition]) -> None:
+        # Point alerts fall silent with their device: one alert per device, not one per point.
         for inst in self._by_fp.values():
-            if inst.device.id == watch.device.id and inst.fingerprint in self._alerts:
+            if inst.device.id == device and inst.fingerprint in self._alerts:
                 self._step(inst.fingerprint, out, self._no_data, inst, now)
+
+    def _check_gateway(self, gw: _GatewayWatch, now: datetime, out: list[AlertTransition]) -> None:
+        """Open the gateway's alert once every device behind it is silent (A8). Devices that
+        already have their own communication-loss alert keep it."""
+        if gw.fingerprint in self._alerts:
+            return
+        lasts = []
+        for device in gw.devices:
+            last = self._silent_since(device.id)
+            if now - last < self._comm[device.id].stale_after:
+                return
+            lasts.append(last)
+        before = len(out)
+        self._step(gw.fingerprint, out, self._gateway_lost, gw, max(lasts), now)
+        if len(out) == before:
+            return
+        for device in gw.devices:
+            self._mute_points(device.id, now, out)
+
+    def _gateway_lost(
+        self, cur: AlertRecord | None, gw: _GatewayWatch, last: datetime, now: datetime
+    ) -> AlertTransition | None:
+        if cur is not None:
+            return None
+        new = NewAlert(
+            fingerprint=gw.fingerprint,
+            rule_id=gw.rule_id,
+            site=self._site,
+            building=gw.building,
+            device=gw.gateway_id,
+            metric=gw.metric,
+            severity=COMMUNICATION_LOSS_SEVERITY,
+        )
+        n = len(gw.devices)
+        title = (
+            f"网关 {gw.address} 通信中断（{n} 台设备）"
+            if self._language == "zh-CN"
+            else f"gateway {gw.address} offline ({n} devices)"
+        )
+        names = ", ".join(d.id for d in gw.devices)
+        req = TicketRequest(
+            title=title,
+            device=gw.gateway_id,
+            building=gw.building,
+            fault_class=GATEWAY_OFFLINE_CLASS,
+            severity=COMMUNICATION_LOSS_SEVERITY,
+            note=f"no answer from any device behind {gw.address} ({names}) since "
+            f"{last.isoformat()}",
+        )
+        rec, ticket = self._tickets.start_alert(new, AlertState.FIRING, now, math.nan, req)
+        return self._transition(gw, AlertState.INACTIVE, self._keep(rec), now, math.nan, ticket)
+
+    def _gateway_back(
+        self, cur: AlertRecord | None, gw: _GatewayWatch, device: Device, t: datetime
+    ) -> AlertTransition | None:
+        if cur is None:
+            return None
+        note = f"communication restored: {device.id} behind {gw.address} answers again"
+        rec = self._tickets.resolve_alert(cur, t, 1.0, note=note)
+        for d in gw.devices:
+            self._quiet_from[d.id] = t
+        return self._transition(gw, cur.state, self._keep(rec), t, 1.0)
 
     def _comm_lost(
         self, cur: AlertRecord | None, watch: _CommWatch, last: datetime, now: datetime
@@ -532,12 +732,12 @@ class AlertEngine:
             building=device.location.building,
             fault_class=rule.fault_class,
             severity=rule.severity,
-            note=f"rule {rule.id}: {rule.metric} = {v:g} ({_limit_text(inst)})",
+            note=f"rule {rule.id}: {inst.condition.text(v)}",
         )
 
     @staticmethod
     def _transition(
-        inst: _Instance | _CommWatch,
+        inst: _Instance | _CommWatch | _GatewayWatch,
         before: AlertState,
         rec: AlertRecord,
         t: datetime,
@@ -547,11 +747,15 @@ class AlertEngine:
         after: AlertState | None = None,
         notify: bool = True,
     ) -> AlertTransition:
+        if isinstance(inst, _GatewayWatch):
+            device, building = inst.gateway_id, inst.building
+        else:
+            device, building = inst.device.id, inst.device.location.building
         return AlertTransition(
             fingerprint=inst.fingerprint,
             rule_id=inst.rule_id,
-            device=inst.device.id,
-            building=inst.device.location.building,
+            device=device,
+            building=building,
             metric=inst.metric,
             before=before,
             after=after or rec.state,
@@ -564,10 +768,10 @@ class AlertEngine:
         )
 
 
-def _limit_text(inst: _Instance) -> str:
-    if inst.high:
-        return f"trip > {inst.trip:g}, clear <= {inst.clear:g}"
-    return f"trip < {inst.trip:g}, clear >= {inst.clear:g}"
+def _acked_since(alert: AlertRecord) -> bool:
+    """Whether someone acknowledged ``alert`` after its condition cleared (A10)."""
+    since = alert.recovering_since
+    return alert.acked_at is not None and (since is None or alert.acked_at >= since)
 
 
 def _log_transition(tr: AlertTransition) -> None:

@@ -21,12 +21,12 @@ store is opened.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -43,6 +43,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    exists,
     func,
     inspect,
     select,
@@ -53,14 +54,24 @@ from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    from config.models import SiteConfig
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_R = TypeVar("_R", bound="_Base")
 
 Priority = Literal["P1", "P2", "P3"]
+PRIORITIES: tuple[Priority, ...] = ("P1", "P2", "P3")
+# Where a ticket came from: an alert firing, a technician by hand (nothing sees the fault), a
+# tenant's repair request (报修, by phone or at the front desk), a maintenance plan.
+TicketSource = Literal["alert", "manual", "tenant", "preventive"]
+TICKET_SOURCES: tuple[TicketSource, ...] = ("alert", "manual", "tenant", "preventive")
+REQUESTER_MAX = 200  # characters of tickets.requester
 
 # Ticket priority and service-level targets (T1), in one place. Severities not listed map to
 # DEFAULT_PRIORITY. The SLA is the time from creation to "resolved" that counts as on time.
@@ -78,7 +89,7 @@ MAX_PAGE = 500  # largest page list_tickets returns
 DEFAULT_REOPEN_WINDOW = timedelta(hours=24)
 # T4: fault classes whose ticket facmon itself resolves when the alert resolves (a device that
 # answers again needs no repair); every other class only gets a "condition cleared" note.
-AUTO_RESOLVE_CLASSES: frozenset[str] = frozenset({"communication_loss"})
+AUTO_RESOLVE_CLASSES: frozenset[str] = frozenset({"communication_loss", "gateway_offline"})
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Serialises concurrent schema upgrades of one PostgreSQL database (any constant works).
 _PG_MIGRATION_LOCK = 0x66AC_0005
@@ -94,14 +105,67 @@ def _utc(t: datetime) -> datetime:
     return t.astimezone(UTC)
 
 
+def check_page(limit: int, offset: int) -> None:
+    """Raise ValueError unless ``limit`` and ``offset`` ask for a page the list methods serve."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+    if offset < 0:
+        raise ValueError("offset must not be negative")
+
+
+def newest_page(
+    s: Session,
+    row: type[_R],
+    where: Sequence[ColumnElement[bool]],
+    newest_first: tuple[UnaryExpression[Any], ...],
+    convert: Callable[[_R], T],
+    limit: int,
+    offset: int,
+) -> Page[T]:
+    """One page of the ``row`` rows matching every condition of ``where``, in the order
+    ``newest_first`` (which ends with the id, so pages never overlap), converted, and the total
+    that match. The caller has checked the page (:func:`check_page`)."""
+    total = s.scalar(select(func.count()).select_from(row).where(*where)) or 0
+    rows = s.scalars(select(row).where(*where).order_by(*newest_first).limit(limit).offset(offset))
+    return Page(tuple(convert(r) for r in rows), total, limit, offset)
+
+
+def _ticket_to_change(s: Session, ticket_id: int) -> _TicketRow:
+    """The ticket's row, locked for the transaction; raises TicketTransitionError (missing)
+    for an unknown ticket."""
+    # FOR UPDATE (ignored by SQLite, which serialises writers anyway) keeps two people from
+    # moving one ticket past each other.
+    row = s.scalars(select(_TicketRow).where(_TicketRow.id == ticket_id).with_for_update()).first()
+    if row is None:
+        raise TicketTransitionError(f"no ticket {ticket_id}", missing=True)
+    return row
+
+
 def priority_for(severity: str) -> Priority:
     """Ticket priority of an alert severity (critical -> P1, major -> P2, others -> P3)."""
     return PRIORITY_BY_SEVERITY.get(severity, DEFAULT_PRIORITY)
 
 
 def due_time(created_at: datetime, priority: Priority) -> datetime:
-    """When a ticket of ``priority`` created at ``created_at`` is due (T1)."""
+    """When a ticket of ``priority`` created at ``created_at`` is due (T1) under the default
+    service levels; a site's own come from :class:`SlaPolicy`."""
     return created_at + SLA_BY_PRIORITY[priority]
+
+
+@dataclass(frozen=True, slots=True)
+class SlaPolicy:
+    """How long a ticket has from creation to "resolved" (T1), per priority, with per fault
+    class exceptions (e.g. an entrapment P1 within 1 h instead of 4 h)."""
+
+    by_priority: Mapping[Priority, timedelta] = field(default_factory=lambda: SLA_BY_PRIORITY)
+    by_class: Mapping[str, Mapping[Priority, timedelta]] = field(default_factory=dict)
+
+    def within(self, priority: Priority, fault_class: str) -> timedelta:
+        special = self.by_class.get(fault_class, {})
+        return special.get(priority) or self.by_priority.get(priority) or SLA_BY_PRIORITY[priority]
+
+    def due(self, created_at: datetime, priority: Priority, fault_class: str) -> datetime:
+        return created_at + self.within(priority, fault_class)
 
 
 class AlertState(StrEnum):
@@ -222,6 +286,12 @@ class _AlertRow(_Base):
     # Not a foreign key: tickets.source_alert_id already points the other way, and a cycle of
     # foreign keys needs ALTER TABLE ADD CONSTRAINT, which SQLite does not have.
     ticket_id: Mapped[int | None] = mapped_column(Integer)
+    # The latest shelve (A11): only a flag for notifications, evaluation goes on. An unshelve
+    # ends it early by moving shelved_until to that moment; who and why stay for the record.
+    shelved_by: Mapped[str | None] = mapped_column(String(64))
+    shelved_reason: Mapped[str | None] = mapped_column(Text)
+    shelved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    shelved_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         Index(
@@ -256,6 +326,10 @@ class _TicketRow(_Base):
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Times the ticket came back within the reopen window: repeat repairs (D4).
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    # One of TICKET_SOURCES; a tenant ticket needs a follow-up call before it closes (T5).
+    source: Mapped[str] = mapped_column(String(16), server_default="alert")
+    # Who asked, for a tenant's request: name, unit and phone as the service desk wrote them.
+    requester: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (
         Index(
@@ -322,11 +396,59 @@ class AlertRecord:
     chattering: bool = False
     acked_at: datetime | None = None
     acked_by: str | None = None
+    shelved_by: str | None = None
+    shelved_reason: str | None = None
+    shelved_at: datetime | None = None
+    shelved_until: datetime | None = None
+
+
+def is_shelved(alert: AlertRecord, now: datetime) -> bool:
+    """Whether ``alert`` is shelved at ``now`` (A11): notifications and escalation stay quiet
+    for it, while the engine goes on evaluating and recording it."""
+    return (
+        alert.shelved_at is not None
+        and alert.shelved_until is not None
+        and alert.shelved_at <= now < alert.shelved_until
+    )
+
+
+# No slots: with them, calling an alias such as TicketPage(...) fails in typing (it sets
+# __orig_class__ on the instance).
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list (alerts, tickets, silences) and the total that match its filters."""
+
+    items: tuple[T, ...]
+    total: int
+    limit: int
+    offset: int
+
+
+AlertPage = Page[AlertRecord]
+
+
+class ActionRefused(ValueError):
+    """A person's action that cannot be done: ``missing`` for an unknown record, ``parameter``
+    names the input at fault, neither when the record's state refuses it."""
+
+    def __init__(
+        self, message: str, *, missing: bool = False, parameter: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.missing = missing
+        self.parameter = parameter
+
+
+class AlertActionError(ActionRefused):
+    """A person's action on an alert (shelve, unshelve) that cannot be done: ``missing`` for an
+    unknown alert, ``parameter`` names the input at fault, neither when the alert's state
+    refuses it (e.g. already resolved)."""
 
 
 @dataclass(frozen=True, slots=True)
 class TicketRequest:
-    """What an alert asks of the ticket system when it fires (T1)."""
+    """What an alert asks of the ticket system when it fires (T1), or what a person reports
+    by hand (``source`` "manual" or "tenant"). Raises ValueError when the fields disagree."""
 
     title: str
     device: str
@@ -334,10 +456,34 @@ class TicketRequest:
     fault_class: str
     severity: str
     note: str = ""
+    # A fixed deadline instead of created + SLA: a preventive job is due on its scheduled date.
+    due_at: datetime | None = None
+    # False: never reopen a recently finished ticket (D4); each preventive job is a new one.
+    reopens: bool = True
+    source: TicketSource = "alert"
+    # A tenant's name, unit and phone as one line; required for source "tenant".
+    requester: str | None = None
+    # ``who`` of the "created" (or occurrence) event: the person who reported it by hand.
+    created_by: str = SYSTEM_ACTOR
+    # People reporting by hand choose P1..P3 directly; None: from the severity (T1).
+    priority: Priority | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in TICKET_SOURCES:
+            raise ValueError(f"unknown ticket source {self.source!r}")
+        if self.priority is not None and self.priority not in PRIORITIES:
+            raise ValueError(f"unknown priority {self.priority!r}")
+        if self.source == "tenant" and not (self.requester or "").strip():
+            raise ValueError("a tenant's repair request needs the requester (T5 follow-up)")
+        if self.requester is not None and len(self.requester) > REQUESTER_MAX:
+            raise ValueError(f"requester is longer than {REQUESTER_MAX} characters")
+        if not self.created_by.strip():
+            raise ValueError("a ticket needs who created it (T2)")
 
     @property
-    def priority(self) -> Priority:
-        return priority_for(self.severity)
+    def effective_priority(self) -> Priority:
+        """The ticket's priority: the one chosen, else the severity's (T1)."""
+        return self.priority if self.priority is not None else priority_for(self.severity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +504,8 @@ class TicketRecord:
     resolved_at: datetime | None = None
     closed_at: datetime | None = None
     reopen_count: int = 0
+    source: TicketSource = "alert"
+    requester: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -379,12 +527,7 @@ class TicketDetail:
     events: tuple[TicketEventRecord, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class TicketPage:
-    items: tuple[TicketRecord, ...]
-    total: int
-    limit: int
-    offset: int
+TicketPage = Page[TicketRecord]
 
 
 class AlertConflict(Exception):
@@ -418,6 +561,10 @@ def _alert(row: _AlertRow) -> AlertRecord:
         chattering=bool(row.chattering),
         acked_at=row.acked_at,
         acked_by=row.acked_by,
+        shelved_by=row.shelved_by,
+        shelved_reason=row.shelved_reason,
+        shelved_at=row.shelved_at,
+        shelved_until=row.shelved_until,
     )
 
 
@@ -439,6 +586,8 @@ def _ticket(row: _TicketRow) -> TicketRecord:
         resolved_at=row.resolved_at,
         closed_at=row.closed_at,
         reopen_count=row.reopen_count or 0,
+        source=cast(TicketSource, row.source or "alert"),  # only ever written from TICKET_SOURCES
+        requester=row.requester,
     )
 
 
@@ -481,12 +630,35 @@ def upgrade_schema(engine: Any) -> None:
 class TicketStore:
     """Alert state and tickets in the database at ``url`` (any SQLAlchemy URL; tested with
     ``sqlite:///path`` and ``postgresql+psycopg://...``). The schema is migrated to the newest
-    revision on open. ``reopen_window``: see D4 and :data:`DEFAULT_REOPEN_WINDOW`."""
+    revision on open. ``reopen_window``: see D4 and :data:`DEFAULT_REOPEN_WINDOW`; ``sla``:
+    due times (T1), the defaults of :data:`SLA_BY_PRIORITY` when None. A site's store comes
+    from :meth:`for_site`."""
 
-    def __init__(self, url: str, *, reopen_window: timedelta = DEFAULT_REOPEN_WINDOW) -> None:
+    @classmethod
+    def for_site(cls, config: SiteConfig) -> TicketStore:
+        """The ticket database of ``config`` with its reopen window and service levels."""
+        t = config.tickets
+        sla = SlaPolicy(
+            by_priority={**SLA_BY_PRIORITY, **t.sla},
+            by_class={k: dict(v) for k, v in t.sla_by_class.items()},
+        )
+        return cls(config.tickets_url, reopen_window=t.reopen_window, sla=sla)
+
+    def due(self, created_at: datetime, priority: Priority, fault_class: str) -> datetime:
+        """When a ticket of ``priority`` and ``fault_class`` created then is due (T1)."""
+        return self._sla.due(created_at, priority, fault_class)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        reopen_window: timedelta = DEFAULT_REOPEN_WINDOW,
+        sla: SlaPolicy | None = None,
+    ) -> None:
         if reopen_window < timedelta(0):
             raise ValueError("reopen_window must not be negative")
         self._reopen_window = reopen_window
+        self._sla = sla or SlaPolicy()
         u = make_url(url)
         kwargs: dict[str, Any] = {}
         if u.get_backend_name() == "sqlite":
@@ -511,6 +683,11 @@ class TicketStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """Transactions on this database, for the modules that share its schema (paging)."""
+        return self._sessions
 
     # -- alerts -------------------------------------------------------------------------------
     def unresolved_alerts(self) -> list[AlertRecord]:
@@ -684,7 +861,9 @@ class TicketStore:
                     and priority < ticket.priority
                 ):
                     note = f"severity {severity}: priority {ticket.priority} -> {priority}"
-                    due = min(ticket.due_at, due_time(ticket.created_at, priority))
+                    due = min(
+                        ticket.due_at, self.due(ticket.created_at, priority, ticket.fault_class)
+                    )
                     s.execute(
                         update(_TicketRow)
                         .where(_TicketRow.id == ticket.id)
@@ -718,6 +897,146 @@ class TicketStore:
             return _alert(row)
 
         return self._write(alert, txn)
+
+    # -- alerts as people see them: list, shelve (A11) ----------------------------------------
+    def get_alert(self, alert_id: int) -> AlertRecord | None:
+        with self._sessions() as s:
+            row = s.get(_AlertRow, alert_id)
+            return _alert(row) if row is not None else None
+
+    def list_alerts(
+        self,
+        *,
+        states: Collection[AlertState] | None = None,
+        severities: Collection[str] | None = None,
+        building: str | None = None,
+        device: str | None = None,
+        rule_id: str | None = None,
+        shelved: bool | None = None,
+        acknowledged: bool | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        now: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> AlertPage:
+        """Alerts, the newest episode first, filtered; one page of them and the total that match.
+
+        ``since`` / ``until``: episodes that overlap ``[since, until)`` (started before
+        ``until``, not resolved before ``since``). ``shelved`` is judged at ``now``, which it
+        needs. ``acknowledged``: someone acknowledged the episode at least once.
+        """
+        check_page(limit, offset)
+        a = _AlertRow
+        where: list[ColumnElement[bool]] = []
+        if states is not None:
+            where.append(a.state.in_(sorted(s.value for s in states)))
+        if severities is not None:
+            where.append(a.severity.in_(sorted(severities)))
+        if building is not None:
+            where.append(a.building == building)
+        if device is not None:
+            where.append(a.device == device)
+        if rule_id is not None:
+            where.append(a.rule_id == rule_id)
+        if acknowledged is not None:
+            where.append(a.acked_at.is_not(None) if acknowledged else a.acked_at.is_(None))
+        if since is not None:
+            where.append(a.resolved_at.is_(None) | (a.resolved_at >= _utc(since)))
+        if until is not None:
+            where.append(a.started_at < _utc(until))
+        if shelved is not None:
+            if now is None:
+                raise ValueError("the shelved filter needs now")
+            now = _utc(now)
+            # Same test as is_shelved, in SQL: a NULL in either column means "not shelved".
+            on = a.shelved_at.is_not(None) & (a.shelved_at <= now) & (a.shelved_until > now)
+            where.append(on if shelved else ~on | a.shelved_at.is_(None))
+        order = (a.started_at.desc(), a.id.desc())
+        with self._sessions() as s:
+            return newest_page(s, a, where, order, _alert, limit, offset)
+
+    def shelve_alert(
+        self,
+        alert_id: int,
+        who: str,
+        reason: str,
+        until: datetime,
+        now: datetime,
+        *,
+        max_shelve: timedelta,
+    ) -> AlertRecord:
+        """``who`` shelves the unresolved alert ``alert_id`` until ``until`` because of
+        ``reason`` (A11); all three are required and ``until`` is at most ``max_shelve`` away.
+        Shelving again replaces the earlier shelve. Only a flag: the engine goes on evaluating
+        and recording the alert. Audit: the alert row keeps who, why, when and until; the
+        alert's ticket, if it has one, gets an ``alert_shelved`` event. Raises
+        :class:`AlertActionError`."""
+        who, reason = who.strip(), reason.strip()
+        if not who:
+            raise AlertActionError("shelving an alert needs who does it", parameter="who")
+        if not reason:
+            raise AlertActionError("shelving an alert needs a reason", parameter="reason")
+        now, until = _utc(now), _utc(until)
+        if until <= now:
+            raise AlertActionError("a shelve must end in the future", parameter="until")
+        if until - now > max_shelve:
+            raise AlertActionError(
+                f"an alert can be shelved for at most {max_shelve}", parameter="until"
+            )
+        note = f"shelved until {until.isoformat()}: {reason}"
+        values = {
+            "shelved_by": who,
+            "shelved_reason": reason,
+            "shelved_at": now,
+            "shelved_until": until,
+        }
+        return self._shelve_write(alert_id, now, who, values, "alert_shelved", note, True)
+
+    def unshelve_alert(self, alert_id: int, who: str, now: datetime, note: str = "") -> AlertRecord:
+        """End the shelve of ``alert_id`` now, as ``who``; its ticket, if any, gets an
+        ``alert_unshelved`` event. Raises :class:`AlertActionError` if it is not shelved."""
+        who = who.strip()
+        if not who:
+            raise AlertActionError("unshelving an alert needs who does it", parameter="who")
+        now = _utc(now)
+        text_ = "unshelved" + (f": {note.strip()}" if note.strip() else "")
+        values = {"shelved_until": now}
+        return self._shelve_write(alert_id, now, who, values, "alert_unshelved", text_, False)
+
+    def _shelve_write(
+        self,
+        alert_id: int,
+        now: datetime,
+        who: str,
+        values: Mapping[str, Any],
+        kind: str,
+        note: str,
+        shelving: bool,
+    ) -> AlertRecord:
+        with self._sessions.begin() as s:
+            row = s.scalars(select(_AlertRow).where(_AlertRow.id == alert_id)).first()
+            if row is None:
+                raise AlertActionError(f"no alert {alert_id}", missing=True)
+            if shelving and row.resolved_at is not None:
+                raise AlertActionError(
+                    f"alert {alert_id} is resolved; only an unresolved alert can be shelved"
+                )
+            if not shelving and not is_shelved(_alert(row), now):
+                raise AlertActionError(f"alert {alert_id} is not shelved")
+            where = [_AlertRow.id == alert_id]
+            if shelving:
+                # The engine may resolve it meanwhile (it never touches these columns).
+                where.append(_AlertRow.resolved_at.is_(None))
+            if _rowcount(s.execute(update(_AlertRow).where(*where).values(**values))) != 1:
+                raise AlertActionError(f"alert {alert_id} was resolved meanwhile")
+            if row.ticket_id is not None:
+                text_ = f"alert {row.rule_id} {note}"
+                self._add_event(s, row.ticket_id, now, kind, text_, row.id, who=who)
+            log.info("%s: alert %d (%s on %s) by %s", kind, row.id, row.rule_id, row.device, who)
+            fresh = s.get(_AlertRow, alert_id, populate_existing=True)
+            assert fresh is not None
+            return _alert(fresh)
 
     def cancel_pending(self, alert: AlertRecord) -> None:
         """PENDING -> INACTIVE (A2): the condition did not hold for ``for``. The row goes: a
@@ -800,10 +1119,19 @@ class TicketStore:
         return self._change_status(ticket_id, TicketStatus.RESOLVED, now, who, note)
 
     def close_ticket(self, ticket_id: int, now: datetime, who: str, note: str) -> TicketRecord:
-        """RESOLVED -> CLOSED after verification; the verification note is required (T5)."""
+        """RESOLVED -> CLOSED after verification; the verification note is required, and a
+        tenant's ticket also needs a follow-up since its last resolution (T5)."""
         if not note.strip():
             raise TicketTransitionError("closing a ticket needs a verification note (T5)")
         return self._change_status(ticket_id, TicketStatus.CLOSED, now, who, note)
+
+    def record_follow_up(self, ticket_id: int, now: datetime, who: str, note: str) -> TicketRecord:
+        """A ``follow_up`` event on a RESOLVED or CLOSED ticket: ``who`` called the requester
+        back after the repair (回访) and ``note`` (required) says what they said (T2, T5). The
+        status stays; a tenant's ticket may be closed after it."""
+        if not note.strip():
+            raise TicketTransitionError("a follow-up needs a note: what the requester said (T5)")
+        return self._change_status(ticket_id, None, now, who, note.strip(), kind="follow_up")
 
     def assign_ticket(
         self, ticket_id: int, now: datetime, who: str, assignee: str, note: str = ""
@@ -858,6 +1186,68 @@ class TicketStore:
             raise TicketTransitionError("cancelling a ticket needs a reason")
         return self._change_status(ticket_id, TicketStatus.CANCELLED, now, who, reason.strip())
 
+    def reopen_ticket(self, ticket_id: int, now: datetime, who: str, note: str) -> TicketRecord:
+        """RESOLVED or CLOSED -> REOPENED by hand: the repair did not hold. Like a reopening by
+        a new episode (D4) it counts as a repeat repair (a ``reopened`` event, reopen_count + 1)
+        with a new due time; unlike it, it adds no occurrence. ``note`` (why) is required.
+        Refused while another ticket of the same device and fault class is open (D4)."""
+        note, who = note.strip(), who.strip()
+        if not note:
+            raise TicketTransitionError("reopening a ticket needs a note saying why")
+        if not who:
+            raise TicketTransitionError("a ticket change needs who made it (T2)")
+        now = _utc(now)
+        found: tuple[str, str, str | None] | None = None  # device, fault class, number
+        try:
+            with self._sessions.begin() as s:
+                row = _ticket_to_change(s, ticket_id)
+                current = TicketStatus(row.status)
+                if current not in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
+                    raise TicketTransitionError(
+                        f"ticket {row.number} is {current.value}; cannot become REOPENED",
+                        number=row.number,
+                        current=current,
+                    )
+                found = (row.device, row.fault_class, row.number)
+                res = s.execute(
+                    update(_TicketRow)
+                    .where(_TicketRow.id == row.id, _TicketRow.status == current.value)
+                    .values(
+                        status=TicketStatus.REOPENED.value,
+                        reopen_count=_TicketRow.reopen_count + 1,
+                        due_at=self.due(now, cast(Priority, row.priority), row.fault_class),
+                        resolved_at=None,
+                        closed_at=None,
+                    )
+                )
+                if _rowcount(res) != 1:
+                    raise TicketTransitionError(
+                        f"ticket {row.number} changed meanwhile; try again", number=row.number
+                    )
+                text_ = f"reopened by hand after {current.value.lower()} (repeat repair): {note}"
+                self._add_event(s, row.id, now, "reopened", text_, None, who=who)
+                s.flush()
+                fresh = s.get(_TicketRow, row.id, populate_existing=True)
+                assert fresh is not None
+                return _ticket(fresh)
+        except IntegrityError:
+            # D4's unique index: the device has another open ticket for this fault class.
+            assert found is not None
+            device, fault, number = found
+            with self._sessions() as s:
+                other = s.scalars(
+                    select(_TicketRow.number).where(
+                        _TicketRow.device == device,
+                        _TicketRow.fault_class == fault,
+                        _TicketRow.status.not_in([st.value for st in DONE_STATUSES]),
+                    )
+                ).first()
+            raise TicketTransitionError(
+                f"ticket {number} cannot be reopened: {other or 'another ticket'} is already "
+                f"open for {device} ({fault})",
+                number=number,
+            ) from None
+
     def _change_status(
         self,
         ticket_id: int,
@@ -877,13 +1267,7 @@ class TicketStore:
             raise TicketTransitionError("a ticket change needs who made it (T2)")
         now = _utc(now)
         with self._sessions.begin() as s:
-            # FOR UPDATE (ignored by SQLite, which serialises writers anyway) keeps two people
-            # from moving one ticket past each other.
-            row = s.scalars(
-                select(_TicketRow).where(_TicketRow.id == ticket_id).with_for_update()
-            ).first()
-            if row is None:
-                raise TicketTransitionError(f"no ticket {ticket_id}", missing=True)
+            row = _ticket_to_change(s, ticket_id)
             current = TicketStatus(row.status)
             if current not in TICKET_MOVES[kind][1]:
                 target = f"become {to.value}" if to is not None else f"record {kind!r}"
@@ -891,6 +1275,12 @@ class TicketStore:
                     f"ticket {row.number} is {current.value}; cannot {target}",
                     number=row.number,
                     current=current,
+                )
+            if kind == "closed" and row.source == "tenant" and not _followed_up(s, row.id):
+                raise TicketTransitionError(
+                    f"ticket {row.number} is a tenant's repair request: record the follow-up "
+                    "call with the tenant (回访) before closing it (T5)",
+                    number=row.number,
                 )
             if to is None:
                 self._add_event(s, row.id, now, kind, note, None, who=who)
@@ -925,14 +1315,12 @@ class TicketStore:
         status: Collection[TicketStatus] | None = None,
         device: str | None = None,
         building: str | None = None,
+        source: Collection[TicketSource] | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> TicketPage:
         """Tickets newest first, filtered, one page of them and the total that match."""
-        if not 1 <= limit <= MAX_PAGE:
-            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
-        if offset < 0:
-            raise ValueError("offset must not be negative")
+        check_page(limit, offset)
         where: list[ColumnElement[bool]] = []
         if status is not None:
             where.append(_TicketRow.status.in_(sorted(s.value for s in status)))
@@ -940,16 +1328,12 @@ class TicketStore:
             where.append(_TicketRow.device == device)
         if building is not None:
             where.append(_TicketRow.building == building)
+        if source is not None:
+            where.append(_TicketRow.source.in_(sorted(source)))
+        t = _TicketRow
+        order = (t.created_at.desc(), t.id.desc())
         with self._sessions() as s:
-            total = s.scalar(select(func.count()).select_from(_TicketRow).where(*where)) or 0
-            rows = s.scalars(
-                select(_TicketRow)
-                .where(*where)
-                .order_by(_TicketRow.created_at.desc(), _TicketRow.id.desc())
-                .limit(limit)
-                .offset(offset)
-            )
-            return TicketPage(tuple(_ticket(r) for r in rows), total, limit, offset)
+            return newest_page(s, t, where, order, _ticket, limit, offset)
 
     def get_ticket(self, ticket_id: int) -> TicketDetail | None:
         """One ticket with its events in the order they happened."""
@@ -974,12 +1358,14 @@ class TicketStore:
                 _TicketRow.status.not_in([st.value for st in DONE_STATUSES]),
             )
         ).first()
-        priority = req.priority
+        priority = req.effective_priority
         if row is None:
-            reopened = self._reopen(s, req, now, alert_id)
+            reopened = self._reopen(s, req, now, alert_id) if req.reopens else None
             if reopened is not None:
                 return reopened
             row = _TicketRow(
+                source=req.source,
+                requester=req.requester,
                 title=req.title,
                 device=req.device,
                 building=req.building,
@@ -987,7 +1373,11 @@ class TicketStore:
                 priority=priority,
                 status=TicketStatus.NEW.value,
                 created_at=now,
-                due_at=due_time(now, priority),
+                due_at=(
+                    _utc(req.due_at)
+                    if req.due_at is not None
+                    else self.due(now, priority, req.fault_class)
+                ),
                 updated_at=now,
                 source_alert_id=alert_id,
                 occurrences=1,
@@ -995,7 +1385,9 @@ class TicketStore:
             s.add(row)
             s.flush()
             row.number = f"{TICKET_NUMBER_PREFIX}{row.id:06d}"
-            self._add_event(s, row.id, now, "created", req.note or req.title, alert_id)
+            self._add_event(
+                s, row.id, now, "created", req.note or req.title, alert_id, who=req.created_by
+            )
             s.flush()
             log.debug(
                 "ticket %s opened: %s (%s, due %s)",
@@ -1009,12 +1401,15 @@ class TicketStore:
         # In SQL, not read-modify-write, so concurrent occurrences all count; updated_at moves
         # with the event below.
         values: dict[str, Any] = {"occurrences": _TicketRow.occurrences + 1}
+        values.update(_tenant_values(row, req))
+        if req.source == "tenant":
+            note += f"; reported by {req.requester}"
         if priority < row.priority:  # "P1" < "P2": a more severe episode raises the priority
             values["priority"] = priority
-            values["due_at"] = min(row.due_at, due_time(row.created_at, priority))
+            values["due_at"] = min(row.due_at, self.due(row.created_at, priority, row.fault_class))
             note += f"; priority raised {row.priority} -> {priority}"
         s.execute(update(_TicketRow).where(_TicketRow.id == row.id).values(**values))
-        self._add_event(s, row.id, now, "occurrence", note, alert_id)
+        self._add_event(s, row.id, now, "occurrence", note, alert_id, who=req.created_by)
         s.flush()
         s.refresh(row)
         log.debug("ticket %s: occurrence %d", row.number, row.occurrences)
@@ -1039,7 +1434,7 @@ class TicketStore:
         finished = prev.closed_at or prev.resolved_at
         if finished is None or now - finished > self._reopen_window:
             return None
-        priority = min(prev.priority, req.priority)
+        priority = min(prev.priority, req.effective_priority)
         # Read before the update: the session synchronises prev to the new status.
         was = prev.status.lower()
         res = s.execute(
@@ -1051,9 +1446,10 @@ class TicketStore:
                 reopen_count=_TicketRow.reopen_count + 1,
                 priority=priority,
                 # The repeat repair is a new job with its own deadline.
-                due_at=due_time(now, cast(Priority, priority)),
+                due_at=self.due(now, cast(Priority, priority), req.fault_class),
                 resolved_at=None,
                 closed_at=None,
+                **_tenant_values(prev, req),
             )
         )
         if _rowcount(res) != 1:
@@ -1062,7 +1458,9 @@ class TicketStore:
         note = f"reopened within {self._reopen_window} of {was} (repeat repair)"
         if req.note:
             note += f": {req.note}"
-        self._add_event(s, prev.id, now, "reopened", note, alert_id)
+        if req.source == "tenant":
+            note += f"; reported by {req.requester}"
+        self._add_event(s, prev.id, now, "reopened", note, alert_id, who=req.created_by)
         s.flush()
         s.refresh(prev)
         log.debug("ticket %s reopened", prev.number)
@@ -1078,21 +1476,7 @@ class TicketStore:
         alert_id: int | None,
         who: str = SYSTEM_ACTOR,
     ) -> None:
-        s.add(
-            _TicketEventRow(
-                ticket_id=ticket_id,
-                at=at,
-                who=who,
-                kind=kind,
-                note=note,
-                alert_id=alert_id,
-            )
-        )
-        s.execute(
-            update(_TicketRow)
-            .where(_TicketRow.id == ticket_id, _TicketRow.updated_at < at)
-            .values(updated_at=at)
-        )
+        add_ticket_event(s, ticket_id, at, kind, note, alert_id, who)
 
     # -- read-only queries for reports and /metrics -------------------------------------------
     @property
@@ -1185,7 +1569,71 @@ TICKET_MOVES: Mapping[str, tuple[TicketStatus | None, frozenset[TicketStatus]]] 
     "resolved": (TicketStatus.RESOLVED, OPEN_STATUSES),
     "closed": (TicketStatus.CLOSED, frozenset({TicketStatus.RESOLVED})),
     "cancelled": (TicketStatus.CANCELLED, _UNSTARTED),
+    # The call-back after the repair (T5); a closed ticket may still get it written down late.
+    "follow_up": (None, frozenset({TicketStatus.RESOLVED, TicketStatus.CLOSED})),
 }
+
+
+def _tenant_values(row: _TicketRow, req: TicketRequest) -> dict[str, Any]:
+    """A tenant's request that lands on an existing ticket (D4) makes it a tenant ticket: the
+    tenant still gets the call-back before it closes (T5). The first requester stays."""
+    if req.source != "tenant":
+        return {}
+    values: dict[str, Any] = {"source": "tenant"}
+    if row.requester is None:
+        values["requester"] = req.requester
+    return values
+
+
+def _followed_up(s: Session, ticket_id: int) -> bool:
+    """Whether a ``follow_up`` event came after the ticket's last resolution. Event ids, not
+    times: they keep the order things were written even when two share a timestamp."""
+    ev = _TicketEventRow
+    resolved = s.scalar(
+        select(func.max(ev.id)).where(ev.ticket_id == ticket_id, ev.kind == "resolved")
+    )
+    return bool(
+        s.scalar(
+            select(
+                exists().where(
+                    ev.ticket_id == ticket_id, ev.kind == "follow_up", ev.id > (resolved or 0)
+                )
+            )
+        )
+    )
+
+
+def add_ticket_event(
+    s: Session,
+    ticket_id: int,
+    at: datetime,
+    kind: str,
+    note: str,
+    alert_id: int | None = None,
+    who: str = SYSTEM_ACTOR,
+) -> None:
+    """Append an event to a ticket's timeline inside the caller's transaction, and let paging
+    react to it in that same transaction (the outbox rule of the semantics file): a ticket
+    that opens always has its escalation row, an acknowledgement always stops it."""
+    # Imported here: alerts.paging builds on this module's schema.
+    from alerts.paging import record_ticket_event
+
+    s.add(
+        _TicketEventRow(
+            ticket_id=ticket_id,
+            at=at,
+            who=who,
+            kind=kind,
+            note=note,
+            alert_id=alert_id,
+        )
+    )
+    s.execute(
+        update(_TicketRow)
+        .where(_TicketRow.id == ticket_id, _TicketRow.updated_at < at)
+        .values(updated_at=at)
+    )
+    record_ticket_event(s, ticket_id, kind, at, who)
 
 
 class _Stale(Exception):

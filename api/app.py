@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI
 
@@ -20,7 +20,10 @@ from api.console import install_console
 from api.context import Context
 from api.errors import ERROR_RESPONSES, ApiError, ErrorResponse, install_error_handlers
 from api.metrics import install_metrics
+from api.routes import alerts as alert_routes
 from api.routes import devices, maintenance, monthly, readings, reports, savings, uptime, water
+from api.routes import notifications as notification_routes
+from api.routes import silences as silence_routes
 from api.routes import tickets as ticket_routes
 from config.models import SiteConfig
 from reports.context import utc_now
@@ -39,6 +42,8 @@ def create_app(
     tokens: Mapping[str, TokenSpec] | None = None,
     status: Callable[[], dict[str, Any]] | None = None,
     clock: Callable[[], datetime] = utc_now,
+    acknowledge_alert: alert_routes.AcknowledgeHook | None = None,
+    routes: Literal["all", "health"] = "all",
 ) -> FastAPI:
     """The facmon API for one site.
 
@@ -47,7 +52,11 @@ def create_app(
     ``config.api.tokens`` as they are (the caller adds ``FACMON_API_TOKEN``). With no token
     at all every ``/api`` request is refused. The web console is served at ``/console``.
     ``status`` adds figures to ``GET /health`` (store up, outbox depth, ...). ``clock`` gives
-    "now" for ages and overdue flags.
+    "now" for ages and overdue flags. ``acknowledge_alert(fingerprint, who, now)`` routes
+    alert acknowledgements through the running AlertEngine (serialised with its other calls)
+    so its state sees them; None writes them to the ticket database directly. ``routes``
+    "health" serves only ``/health`` and ``/metrics`` (a collector-only process, whose API runs
+    elsewhere).
     """
     if tokens is None:
         tokens = {t.token.get_secret_value(): (t.name, t.role) for t in config.api.tokens}
@@ -84,6 +93,26 @@ def create_app(
                 raise ApiError(503, "unavailable", "status check failed") from None
         return body
 
+    if routes == "all":
+        _install_api(app, ctx, tokens, acknowledge_alert)
+    # Last, so its middleware is the outermost and counts the status clients really got.
+    install_metrics(
+        app,
+        tickets=tickets,
+        auth=bearer_auth(tokens),
+        status=status,
+        clock=clock,
+        severities={r.severity for r in config.rules},
+    )
+    return app
+
+
+def _install_api(
+    app: FastAPI,
+    ctx: Context,
+    tokens: Mapping[str, TokenSpec],
+    acknowledge_alert: alert_routes.AcknowledgeHook | None,
+) -> None:
     api = APIRouter(
         prefix=API_PREFIX, dependencies=[Depends(bearer_auth(tokens))], responses=ERROR_RESPONSES
     )
@@ -97,17 +126,10 @@ def create_app(
         water,
         maintenance,
         monthly,
+        notification_routes,
     ):
         api.include_router(module.router(ctx))
+    api.include_router(alert_routes.router(ctx, acknowledge_alert))
+    api.include_router(silence_routes.router(ctx))
     app.include_router(api)
     install_console(app, ctx, API_PREFIX)
-    # Last, so its middleware is the outermost and counts the status clients really got.
-    install_metrics(
-        app,
-        tickets=tickets,
-        auth=bearer_auth(tokens),
-        status=status,
-        clock=clock,
-        severities={r.severity for r in config.rules},
-    )
-    return app

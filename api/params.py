@@ -1,13 +1,20 @@
-"""Query parameters every report route shares: the period (month, or start and end days) and
-the building, checked the same way everywhere so a mistake reads the same on every report."""
+"""Parameters routes share, checked the same way everywhere so a mistake reads the same on
+every route: the period of a report (month, or start and end days) and the building; and, for
+the alert, silence and ticket routes, the page links of a list, the end of a shelve or silence
+(a time or a duration) and the API error a store's refusal becomes."""
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Literal
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
 
+from fastapi import Request
+
+from alerts.tickets import ActionRefused, Page
 from api.context import Context
-from api.errors import invalid_parameter
+from api.errors import ApiError, invalid_parameter
+from api.routes.reports import parse_when
+from config.durations import parse_duration
 from reports.period import Period
 
 MAX_DAYS = 366  # a report reads every sample of the period: bound the work one request asks
@@ -87,3 +94,66 @@ def known_building(ctx: Context, building: str | None) -> str | None:
     if building is not None and building not in ctx.buildings:
         raise invalid_parameter("building", f"unknown building {building!r}")
     return building
+
+
+def next_page(request: Request, total: int, limit: int, offset: int) -> str | None:
+    """The next page's link: this request with ``offset`` moved on; relative, so it stays
+    right behind a proxy that rewrites the host."""
+    if offset + limit >= total:
+        return None
+    url = request.url.include_query_params(limit=limit, offset=offset + limit)
+    return f"{url.path}?{url.query}"
+
+
+def page_fields(request: Request, page: Page[Any]) -> dict[str, Any]:
+    """The fields every list answer has besides its items: total, limit, offset, next."""
+    return {
+        "total": page.total,
+        "limit": page.limit,
+        "offset": page.offset,
+        "next": next_page(request, page.total, page.limit, page.offset),
+    }
+
+
+def end_in_body(
+    ctx: Context,
+    end_name: str,
+    end: str | None,
+    duration: str | None,
+    start: datetime,
+    *,
+    longest: timedelta,
+    example: str,
+) -> datetime:
+    """The end a request body gives either as a time (field ``end_name``) or as a
+    ``duration`` after ``start`` (e.g. ``example``, at most ``longest``): exactly one of
+    them."""
+    if (end is None) == (duration is None):
+        raise invalid_parameter(
+            end_name, f"give either {end_name} or duration (one of them)", "body"
+        )
+    if end is not None:
+        return parse_when(end_name, end, ctx.tz)
+    assert duration is not None
+    try:
+        length = parse_duration(duration)
+    except (ValueError, OverflowError) as e:
+        raise invalid_parameter("duration", str(e), "body") from None
+    if not isinstance(length, timedelta) or length <= timedelta(0):
+        raise invalid_parameter(
+            "duration", f"must be a positive duration such as {example}", "body"
+        )
+    if length > longest:
+        # Checked before adding, so an absurd length cannot overflow datetime into a 500.
+        raise invalid_parameter("duration", "far too long", "body")
+    return start + length
+
+
+def refusal_error(what: str, ident: int, e: ActionRefused) -> ApiError:
+    """The API error for a store's refusal ``e`` of an action on ``what`` (e.g. "alert")
+    ``ident``: 404 when there is none, 400 naming the body field at fault, else 409."""
+    if e.missing:
+        return ApiError(404, "not_found", f"no {what} {ident}")
+    if e.parameter is not None:
+        return invalid_parameter(e.parameter, str(e), "body")
+    return ApiError(409, "conflict", str(e))

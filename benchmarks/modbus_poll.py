@@ -86,6 +86,7 @@ from collector.profile import Profile, available_profiles, load_profile
 from config.models import Device, OutboxSettings
 from store.embedded import EmbeddedStore
 from store.outbox import DurableWriter
+from store.polls import PollBatch, concat_readings
 from store.reading import Reading
 
 log = logging.getLogger("benchmarks.modbus_poll")
@@ -184,7 +185,7 @@ class BenchSink:
         self.polls = polls
         self.mode = mode
         self.cpu_s = 0.0  # event-loop thread CPU spent inside the sink
-        self._pending: list[Reading] = []
+        self._pending: list[Sequence[Reading]] = []
         self._handle: asyncio.TimerHandle | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="bench-put")
         self._futures: list[Future[None]] = []
@@ -192,29 +193,38 @@ class BenchSink:
 
     def __call__(self, readings: Sequence[Reading]) -> None:
         c0 = time.thread_time()
-        first = readings[0]  # never empty: every poll carries its health samples
         self.polls.samples += len(readings)
-        if readings[-1].metric == "consecutive_failures" and readings[-1].value > 0:
+        if isinstance(readings, PollBatch):  # columns: no Reading built here
+            device, t = readings.device, readings.time
+            # A failed poll carries only health samples, device_up first.
+            down = readings.metrics[0] == "device_up" and readings.values[0] == 0.0
+        else:
+            first = readings[0]  # never empty: every poll carries its health samples
+            device, t = first.device, first.time
+            down = any(r.metric == "device_up" and r.value == 0 for r in readings)
+        if down:
             self.polls.down += 1
         if self.mode == "direct":
             assert self.writer is not None
             self.writer.put(readings)
         elif self.mode == "batched":
-            self._pending.extend(readings)
+            # Polls kept as they came (as facmon.handoff does): extending one list of readings
+            # would build every Reading of a PollBatch on the loop.
+            self._pending.append(readings)
             if self._handle is None:
                 self._handle = asyncio.get_running_loop().call_later(BATCH_HOLD_S, self._flush)
         # The end of the poll for the schedule: the collector reads its clock right after this.
-        self.polls.polls.append((first.device, first.time, time.monotonic()))
+        self.polls.polls.append((device, t, time.monotonic()))
         self.cpu_s += time.thread_time() - c0
 
     def _flush(self) -> None:
         self._handle = None
         if not self._pending:
             return
-        batch, self._pending = self._pending, []
+        parts, self._pending = self._pending, []
         assert self.writer is not None
         self._futures = [f for f in self._futures if not f.done() or self._failed(f)]
-        self._futures.append(self._pool.submit(self.writer.put, batch))
+        self._futures.append(self._pool.submit(self.writer.put, concat_readings(parts)))
 
     def _failed(self, f: Future[None]) -> bool:
         if f.exception() is not None:

@@ -39,7 +39,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from alerts.tickets import TicketStore
 from config.models import SiteConfig
-from reports import Period, ReportContext
+from reports.context import ReportContext
+from reports.period import Period
 from store.base import Store
 from store.columnar import SCHEMA, ReadingBatch, tags_json
 from store.embedded import EmbeddedStore
@@ -180,9 +181,13 @@ def build_report(
     from reports.monthly import build_monthly, render
 
     with timed(figures, f"{backend}: monthly {fmt} (build + render)"):
+        t = time.perf_counter()
         report = build_monthly(rc, period, lang="zh-CN")
+        built = time.perf_counter() - t
         out = render(report, fmt)
-    figures[-1].note = f"{len(out.body) / 1e6:.2f} MB"
+    rendered = figures[-1].seconds - built
+    size = len(out.body) / 1e6
+    figures[-1].note = f"build {built:.2f} s + render {rendered:.2f} s, {size:.2f} MB"
 
 
 def run_backend(

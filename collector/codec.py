@@ -237,10 +237,22 @@ class BlockDecoder:
     bytes; other word orders, bits and strings go through :func:`decode_raw`. Registers without
     a sentinel, bounds or enum skip :func:`quality_of`: they are GOOD unless not finite, which
     the caller checks anyway. Same results as decode_raw/scaled/quality_of, about 3x faster.
+
+    :meth:`columns` is the collector's hot path: when every field of the read unpacks in one
+    byte order, the whole read is one ``struct`` unpack (pad bytes skip the gaps), and the
+    values come back as a list in field order (``metrics``/``units`` give the rest).
     """
 
     words: struct.Struct | None  # None: no field is unpacked straight from bytes (bits)
     fields: tuple[_Field, ...]
+    metrics: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+    block: struct.Struct | None = None  # every field in one unpack; None: use decode()
+    scaled: tuple[tuple[int, float, float], ...] = ()  # (field, scale, offset) to apply
+    checked: tuple[int, ...] = ()  # fields that need quality_of
+    ints: bool = False  # some field unpacks to an int: made float like decode() does
+    good: tuple[Quality, ...] = ()  # every field GOOD
+    counters: tuple[int, ...] = ()  # fields that are counters (the collector's hygiene)
 
     def decode(
         self, words: Sequence[int] | Sequence[bool]
@@ -263,6 +275,50 @@ class BlockDecoder:
             out.append((reg, float(value), quality_of(reg, raw) if f.checked else good))
         return out
 
+    def columns(
+        self, words: Sequence[int] | Sequence[bool]
+    ) -> tuple[list[float], Sequence[Quality]] | None:
+        """(values, qualities) of every field in order, as :meth:`decode` gives them; None
+        when this read cannot take the fast path (no single unpack, or a value not finite)."""
+        if self.block is None or self.words is None:
+            return None
+        raws = self.block.unpack_from(self.words.pack(*words))
+        values: list[float] = list(map(float, raws)) if self.ints else list(raws)
+        for i, scale, offset in self.scaled:
+            values[i] = values[i] * scale + offset
+        # One sum instead of a test per value: NaN or infinity anywhere makes it non-finite
+        # (and so may an overflowing sum of huge values; then each value is looked at).
+        if not math.isfinite(sum(values)) and not all(map(math.isfinite, values)):
+            return None
+        if not self.checked:
+            return values, self.good
+        qualities = list(self.good)
+        for i in self.checked:
+            qualities[i] = quality_of(self.fields[i].register, raws[i])
+        return values, qualities
+
+
+def _block_format(fields: Sequence[_Field]) -> struct.Struct | None:
+    """One struct unpacking every field from the read's bytes, or None if there is none
+    (a field without a direct unpack, fields in both byte orders, overlapping fields)."""
+    if not fields or any(f.value is None for f in fields):
+        return None
+    orders = {f.value.format[0] for f in fields if f.value is not None}
+    if len(orders) != 1:
+        return None
+    parts: list[str] = [orders.pop()]
+    pos = 0
+    for f in fields:
+        assert f.value is not None
+        start = 2 * f.offset
+        if start < pos or f.value.size != 2 * f.register.count:
+            return None
+        if start > pos:
+            parts.append(f"{start - pos}x")
+        parts.append(f.value.format[1:])
+        pos = start + f.value.size
+    return struct.Struct("".join(parts))
+
 
 def block_decoder(registers: Sequence[tuple[Register, int]], count: int) -> BlockDecoder:
     """A :class:`BlockDecoder` for a register read of ``count`` words carrying ``registers``."""
@@ -284,4 +340,17 @@ def block_decoder(registers: Sequence[tuple[Register, int]], count: int) -> Bloc
         )
         fields.append(_Field(reg, offset, value, plain, checked))
     packed = any(f.value is not None for f in fields)
-    return BlockDecoder(struct.Struct(f">{count}H") if packed else None, tuple(fields))
+    return BlockDecoder(
+        struct.Struct(f">{count}H") if packed else None,
+        tuple(fields),
+        metrics=tuple(f.register.metric for f in fields),
+        units=tuple(f.register.unit for f in fields),
+        block=_block_format(fields),
+        scaled=tuple(
+            (i, f.register.scale, f.register.offset) for i, f in enumerate(fields) if not f.plain
+        ),
+        checked=tuple(i for i, f in enumerate(fields) if f.checked),
+        ints=any(f.register.type not in _FLOAT_TYPES for f in fields),
+        good=(Quality.GOOD,) * len(fields),
+        counters=tuple(i for i, f in enumerate(fields) if f.register.counter),
+    )

@@ -43,6 +43,7 @@ from collector.transport import (
     read_only_pdu_guard,
 )
 from config.models import Device, ModbusSource, MqttSource
+from store.polls import PollBatch
 from store.reading import Quality, Reading
 
 __all__ = [
@@ -67,6 +68,56 @@ _HEALTH_UNITS = {
     "consecutive_failures": "",
     "last_ok_age": "s",  # seconds since the last good read: how stale the device's data is
 }
+_UP_METRICS = ("device_up", "poll_latency", "consecutive_failures", "last_ok_age")
+_UP_UNITS = tuple(_HEALTH_UNITS[m] for m in _UP_METRICS)
+_UP_QUALITIES = (Quality.GOOD,) * len(_UP_METRICS)
+
+
+class _Columns:
+    """The values of one poll as they are read, column by column (see store.polls)."""
+
+    __slots__ = ("block", "metrics", "qualities", "units", "values")
+
+    def __init__(self) -> None:
+        self.metrics: list[str] = []
+        self.values: list[float] = []
+        self.units: list[str] = []
+        self.qualities: list[Quality] = []
+        # The one block decoder that made every value so far (None: several, or field by field)
+        self.block: BlockDecoder | None = None
+
+    def add(
+        self,
+        metrics: Sequence[str],
+        values: Sequence[float],
+        units: Sequence[str],
+        qualities: Sequence[Quality],
+        block: BlockDecoder | None = None,
+    ) -> None:
+        self.block = block if not self.metrics else None
+        self.metrics.extend(metrics)
+        self.values.extend(values)
+        self.units.extend(units)
+        self.qualities.extend(qualities)
+
+
+# Metrics and units of "one block read, then the health samples of a good poll", per block
+# decoder: the same tuple objects for every poll of a device, which the store turns into
+# columns almost for free (store.columnar). Keyed by id; the entry holds the decoder.
+_Names = tuple[BlockDecoder, tuple[str, ...], tuple[str, ...], tuple[Quality, ...]]
+_UP_NAMES: dict[int, _Names] = {}
+
+
+def _up_names(block: BlockDecoder) -> _Names:
+    hit = _UP_NAMES.get(id(block))
+    if hit is None or hit[0] is not block:
+        hit = _UP_NAMES[id(block)] = (
+            block,
+            block.metrics + _UP_METRICS,
+            block.units + _UP_UNITS,
+            block.good + _UP_QUALITIES,
+        )
+    return hit
 
 
 @dataclass
@@ -98,6 +149,7 @@ class _Poller:
     offset: float
     health: DeviceHealth
     down_logged: bool = False
+    busy: bool = False  # a poll is in flight: stop() lets it finish
     reported: set[tuple[object, ...]] = field(default_factory=set)
     # Built on first use per read; keyed by id: reads live in ``reads`` as long as they are used.
     decoders: dict[int, tuple[Read, BlockDecoder]] = field(default_factory=dict)
@@ -134,8 +186,12 @@ class ModbusCollector:
     """Polls Modbus devices and hands their Readings to ``sink``, one batch per poll.
 
     ``sink`` is called from the event loop with every reading of one device poll (metrics plus
-    ``device_up``, ``poll_latency`` when up, ``consecutive_failures``); it should be quick
-    (e.g. append to the outbox). Profiles are loaded, per-device overrides applied and reads
+    ``device_up``, ``poll_latency`` when up, ``consecutive_failures``, ``last_ok_age`` once a
+    read succeeded) as a :class:`store.polls.PollBatch`: a ``Sequence[Reading]`` held as
+    columns, whose rows are built only if the sink asks for them. It should be quick (e.g.
+    append to a hand-off; ``ReadingBatch.from_readings`` takes the columns as they are).
+
+    Profiles are loaded, per-device overrides applied and reads
     planned here (devices with another source, e.g. MQTT, are left out), so a bad profile or
     override fails at startup (ValueError naming the device),
     as do devices that cannot share a connection (one serial port with two baud rates, one
@@ -163,6 +219,8 @@ class ModbusCollector:
         self._max_backoff_s = max_backoff_s
         self._clock = clock
         self._sink_failing = False
+        self._stopping = False
+        self._tasks: list[tuple[_Poller, asyncio.Task[None]]] = []
         self._counters = CounterGuard()
         self.health: dict[str, DeviceHealth] = {}
         self._connections: dict[tuple[str, ...], Connection] = {}
@@ -227,9 +285,20 @@ class ModbusCollector:
         try:
             async with asyncio.TaskGroup() as tg:
                 for p in self._pollers.values():
-                    tg.create_task(self._schedule(p), name=f"poll {p.device.id}")
+                    task = tg.create_task(self._schedule(p), name=f"poll {p.device.id}")
+                    self._tasks.append((p, task))
         finally:
+            self._tasks.clear()
             self.close()
+
+    def stop(self) -> None:
+        """End :meth:`run` once every device has finished the poll it is in (a config reload
+        swaps collectors this way, so no poll's readings are lost). Cancelling ``run`` instead
+        stops at once and abandons polls in flight."""
+        self._stopping = True
+        for p, task in self._tasks:
+            if not p.busy:
+                task.cancel()  # it is waiting for its next poll: nothing to lose
 
     def close(self) -> None:
         for conn in self._connections.values():
@@ -237,7 +306,7 @@ class ModbusCollector:
 
     async def poll_device(self, device_id: str) -> list[Reading]:
         """Poll one device now: emit its readings to the sink and return them."""
-        return await self._poll(self._pollers[device_id])
+        return list(await self._poll(self._pollers[device_id]))
 
     def _backoff_intervals(self, p: _Poller) -> int:
         failures = p.health.consecutive_failures
@@ -254,11 +323,18 @@ class ModbusCollector:
             delay = next_due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if self._stopping:
+                return
             started = loop.time()
+            p.busy = True
             try:
                 await self._poll(p)
             except Exception:  # a bug must not stop this device's polling, nor the others'
                 log.exception("device %s: poll failed unexpectedly", p.device.id)
+            finally:
+                p.busy = False
+            if self._stopping:
+                return
             if me is not None and me.cancelling():
                 # Python 3.11's asyncio.wait_for (inside pymodbus) drops a cancellation that
                 # lands as the answer arrives; without this the collector would not stop.
@@ -271,17 +347,18 @@ class ModbusCollector:
                 # Skip the slots the overrun ate instead of firing them back to back.
                 next_due += math.ceil((finished - next_due) / p.interval) * p.interval
 
-    async def _poll(self, p: _Poller) -> list[Reading]:
+    async def _poll(self, p: _Poller) -> PollBatch:
         t = _truncate_ms(self._clock())
         started = time.perf_counter()
+        cols = _Columns()
+        error: BaseException | None = None
         try:
-            readings = await self._read_all(p, t)
-            error: BaseException | None = None
+            await self._read_all(p, t, cols)
         except (ModbusException, ModbusExceptionResponse, Unavailable, OSError) as e:
-            readings, error = [], e
+            error = e
         except Exception as e:  # garbage from one device must not take the collector down
             log.debug("device %s: unexpected error", p.device.id, exc_info=True)
-            readings, error = [], e
+            error = e
         latency = time.perf_counter() - started
         h = p.health
         h.polls += 1
@@ -293,6 +370,7 @@ class ModbusCollector:
                     p.device.id,
                     p.where,
                     _format_duration(t - since),
+                    extra={"device": p.device.id},
                 )
                 p.down_logged = False
             h.up = True
@@ -301,6 +379,31 @@ class ModbusCollector:
             h.last_latency_s = latency
             h.down_since = None
             h.last_error = None
+            # Up, no failures, the last good read is this one.
+            up = (1.0, latency, 0.0, 0.0)
+            metrics: Sequence[str]
+            units: Sequence[str]
+            qualities: Sequence[Quality]
+            if cols.block is not None and len(cols.metrics) == len(cols.block.metrics):
+                _, metrics, units, good = _up_names(cols.block)
+                values = cols.values
+                values.extend(up)
+                qualities = (
+                    good
+                    if cols.qualities == list(cols.block.good)
+                    else [
+                        *cols.qualities,
+                        *_UP_QUALITIES,
+                    ]
+                )
+            else:
+                cols.add(_UP_METRICS, up, _UP_UNITS, _UP_QUALITIES)
+                metrics, values, units, qualities = (
+                    cols.metrics,
+                    cols.values,
+                    cols.units,
+                    cols.qualities,
+                )
         else:
             reason = _describe(error)
             h.up = False
@@ -309,22 +412,27 @@ class ModbusCollector:
             if h.down_since is None:
                 h.down_since = t
             if not p.down_logged:
-                log.warning("device %s (%s) is down: %s", p.device.id, p.where, reason)
+                log.warning(
+                    "device %s (%s) is down: %s",
+                    p.device.id,
+                    p.where,
+                    reason,
+                    extra={"device": p.device.id},
+                )
                 p.down_logged = True
-        health = [("device_up", 1.0 if h.up else 0.0)]
-        if h.up:
-            health.append(("poll_latency", latency))
-        health.append(("consecutive_failures", float(h.consecutive_failures)))
-        if h.last_ok is not None:
-            health.append(("last_ok_age", (t - h.last_ok).total_seconds()))
-        for metric, value in health:
-            readings.append(
-                Reading(t, p.device.id, metric, value, _HEALTH_UNITS[metric], Quality.GOOD, p.tags)
-            )
-        self._emit(readings)
-        return readings
+            # A failed poll stores none of its values, even those read before the failure.
+            health = [("device_up", 0.0), ("consecutive_failures", float(h.consecutive_failures))]
+            if h.last_ok is not None:
+                health.append(("last_ok_age", (t - h.last_ok).total_seconds()))
+            metrics = [m for m, _ in health]
+            values = [v for _, v in health]
+            units = [_HEALTH_UNITS[m] for m in metrics]
+            qualities = [Quality.GOOD] * len(health)
+        batch = PollBatch(t, p.device.id, p.tags, metrics, values, units, qualities)
+        self._emit(batch)
+        return batch
 
-    def _emit(self, readings: list[Reading]) -> None:
+    def _emit(self, readings: PollBatch) -> None:
         try:
             self._sink(readings)
         except Exception:
@@ -336,20 +444,18 @@ class ModbusCollector:
             log.info("collector sink works again")
             self._sink_failing = False
 
-    async def _read_all(self, p: _Poller, t: datetime) -> list[Reading]:
-        out: list[Reading] = []
+    async def _read_all(self, p: _Poller, t: datetime, cols: _Columns) -> None:
         for read in list(p.reads):
-            await self._read_into(p, read, t, out)
-        return out
+            await self._read_into(p, read, t, cols)
 
-    async def _read_into(self, p: _Poller, read: Read, t: datetime, out: list[Reading]) -> None:
+    async def _read_into(self, p: _Poller, read: Read, t: datetime, cols: _Columns) -> None:
         try:
             words = await p.conn.read(read, p.source.unit_id, p.timeout, p.retries)
         except ModbusExceptionResponse as exc:
             if exc.code not in _CONFIG_CODES:
                 raise
             if len(read.registers) > 1:
-                await self._split(p, read, exc, t, out)
+                await self._split(p, read, exc, t, cols)
             else:
                 reg = read.registers[0][0]
                 self._report_once(
@@ -365,6 +471,24 @@ class ModbusCollector:
                     exc,
                     p.profile.name,
                 )
+            return
+        dec = p.decoder(read)
+        fast = dec.columns(words)
+        if fast is not None:
+            values, qualities = fast
+            if dec.counters:
+                qualities = list(qualities)
+                for i in dec.counters:
+                    reg = dec.fields[i].register
+                    checked = self._counters.check(
+                        Reading(
+                            t, p.device.id, reg.metric, values[i], reg.unit, qualities[i], p.tags
+                        ),
+                        reg.rollover,
+                        reg.max_rate,
+                    )
+                    qualities[i] = checked.quality
+            cols.add(dec.metrics, values, dec.units, qualities, dec)
             return
         for reg, value, quality in p.decoder(read).decode(words):
             if value is None:
@@ -387,15 +511,15 @@ class ModbusCollector:
                     value,
                 )
                 continue
-            reading = Reading(t, p.device.id, reg.metric, value, reg.unit, quality, p.tags)
             if reg.counter:
                 # Glitches are flagged at the source; store.counters also skips them at query
                 # time, so a flag here is for people and dashboards, never lost use.
-                reading = self._counters.check(reading, reg.rollover, reg.max_rate)
-            out.append(reading)
+                reading = Reading(t, p.device.id, reg.metric, value, reg.unit, quality, p.tags)
+                quality = self._counters.check(reading, reg.rollover, reg.max_rate).quality
+            cols.add((reg.metric,), [value], (reg.unit,), (quality,))
 
     async def _split(
-        self, p: _Poller, read: Read, exc: ModbusExceptionResponse, t: datetime, out: list[Reading]
+        self, p: _Poller, read: Read, exc: ModbusExceptionResponse, t: datetime, cols: _Columns
     ) -> None:
         # A merged read may span addresses the device does not implement: read contiguous runs
         # only, and if that is the same read, one register at a time. Keep the smaller reads.
@@ -418,7 +542,7 @@ class ModbusCollector:
         i = p.reads.index(read)
         p.reads[i : i + 1] = pieces
         for piece in pieces:
-            await self._read_into(p, piece, t, out)
+            await self._read_into(p, piece, t, cols)
 
     def _report_once(self, p: _Poller, key: tuple[object, ...], msg: str, *args: object) -> None:
         if key in p.reported:

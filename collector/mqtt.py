@@ -16,7 +16,17 @@ Loss-free by construction for QoS 1 (and for QoS 2 until the broker's PUBREL, se
   instead of facmon buffering without bound or dropping.
 
 The writer thread takes whatever is queued (up to ``_BATCH_MESSAGES`` messages) and hands it to
-the sink in one call, so one fsync covers many messages.
+the sink in one call, so one fsync covers many messages; then it acknowledges the batch's QoS 1
+messages in one write (``_FastClient.ack_many``), never before the sink returned. The session,
+queue, writer thread and acknowledgements are the ingest workers' too
+(:class:`collector.mqtt_consumer.MqttConsumer`).
+
+Throughput (benchmarks/mqtt_ingest.py): the network thread shares the GIL with the writer
+threads, so what costs most is not parsing but paho's per-message overhead -- several ``recv``
+calls per packet (each a GIL hand-over), an MQTT 5 ``Properties`` object and an ``MQTTMessage``
+with its own condition variable per message, one PUBACK packet and wake-up per ack.
+``_FastClient`` removes those on paho 2.x (it falls back to plain paho if paho's internals
+change); the mapping caches what depends on the topic alone and parses JSON with orjson.
 
 Bad payloads (malformed JSON or line protocol, missing fields, non-numeric values, timestamps
 outside the skew limits) are counted per topic and reason, logged for the first one of a topic
@@ -31,14 +41,10 @@ store loses the message; use QoS 1 (with payload timestamps) where nothing may b
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import math
-import queue
 import re
-import ssl
-import threading
+import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,13 +53,16 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from collector.broker import broker_client
+from collector.mqtt_consumer import ConsumerCounters, MqttConsumer, Queued
 from collector.tags import device_tags
 from config.models import (
     MQTT_TEMPLATE_FIELD,
@@ -86,6 +95,8 @@ _BATCH_MESSAGES = 1000  # messages per sink call: one fsync for all of them
 # subscriber's rate; with it, the sink sees batches of hundreds.
 _BATCH_LINGER_S = 0.01
 _BAD_LOG_EVERY = timedelta(minutes=1)
+_MISSING = object()
+_TOPIC_CACHE = 10_000  # topics (and device-topic pairs) whose mapping is remembered
 # Wildcard subscriptions can bring any number of topics: past this many, bad-payload counts
 # and log rate limits share one bucket so a misbehaving fleet cannot grow memory.
 _MAX_TRACKED_TOPICS = 1000
@@ -264,9 +275,14 @@ def parse_line_protocol(text: str) -> list[LinePoint]:
 # Mapping messages to readings
 
 
-def _path_get(data: Any, path: str) -> Any:
+def _path_get(data: Any, path: str, steps: Sequence[str] | None = None) -> Any:
+    if steps is not None and len(steps) == 1 and isinstance(data, dict):
+        try:  # the common case: a top-level field
+            return data[path]
+        except KeyError:
+            pass
     node = data
-    for step in path.split("."):
+    for step in path.split(".") if steps is None else steps:
         if isinstance(node, dict) and step in node:
             node = node[step]
         elif isinstance(node, list) and step.isdigit() and int(step) < len(node):
@@ -289,6 +305,8 @@ class _Route:
     sub: MqttSubscription
     template: tuple[str | None, ...]  # a level's bound name, or None for a fixed level
     fields: tuple[tuple[str, str, str | None], ...]  # metric, path, unit
+    # The JSON fields ready to apply: metric, path, its steps, the unit the reading gets.
+    json_fields: tuple[tuple[str, str, tuple[str, ...], str], ...] = ()
 
     @classmethod
     def of(cls, sub: MqttSubscription) -> _Route:
@@ -300,7 +318,12 @@ class _Route:
             (metric, f.path, f.unit) if isinstance(f, MqttField) else (metric, f, None)
             for metric, f in sub.fields.items()
         )
-        return cls(sub, tuple(names), fields)
+        json_fields = tuple(
+            (metric, path, tuple(path.split(".")), unit if unit is not None else
+             sub.units.get(metric, sub.unit))
+            for metric, path, unit in fields
+        )  # fmt: skip
+        return cls(sub, tuple(names), fields, json_fields)
 
     def bind(self, topic: str) -> dict[str, str]:
         if not self.template:
@@ -343,6 +366,14 @@ class MessageMapper:
         self._devices: dict[str, tuple[Device, Mapping[str, str]]] = {
             d.id: (d, MappingProxyType(device_tags(config.site.id, d))) for d in config.devices
         }
+        # What depends on the topic alone (its subscription and the template's bindings) and on
+        # the (device, topic) pair, worked out once: matching filters and templates level by
+        # level cost more than decoding the payload. Bounded, since wildcards admit any number
+        # of topics: past the bound a cache starts over.
+        self._topics: dict[str, tuple[_Route, dict[str, str]] | PayloadError] = {}
+        self._device_topics: dict[
+            tuple[str, str], tuple[Device, Mapping[str, str]] | PayloadError | UnknownDeviceError
+        ] = {}
 
     def route(self, topic: str) -> _Route | None:
         for r in self._routes:
@@ -350,19 +381,35 @@ class MessageMapper:
                 return r
         return None
 
+    def _topic(self, topic: str) -> tuple[_Route, dict[str, str]]:
+        found = self._topics.get(topic)
+        if found is None:
+            route = self.route(topic)
+            try:
+                if route is None:
+                    raise PayloadError(
+                        "no_subscription", f"no subscription matches topic {topic!r}"
+                    )
+                found = (route, route.bind(topic))
+            except PayloadError as e:
+                found = e
+            if len(self._topics) >= _TOPIC_CACHE:
+                self._topics.clear()
+            self._topics[topic] = found
+        if isinstance(found, PayloadError):
+            raise PayloadError(found.reason, found.detail)
+        return found
+
     def readings(self, topic: str, payload: bytes | bytearray, received: datetime) -> list[Reading]:
         """Readings of one message. Raises PayloadError or UnknownDeviceError."""
-        route = self.route(topic)
-        if route is None:
-            raise PayloadError("no_subscription", f"no subscription matches topic {topic!r}")
-        bound = route.bind(topic)
+        route, bound = self._topic(topic)
+        sub = route.sub
+        if sub.format == "json":
+            return self._json(route, bound, topic, payload, received)
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
             raise PayloadError("not_utf8", "payload is not UTF-8 text") from None
-        sub = route.sub
-        if sub.format == "json":
-            return self._json(route, bound, topic, text, received)
         if sub.format == "number":
             return self._plain(route, bound, topic, text, received)
         return self._lines(route, bound, topic, text, received)
@@ -370,12 +417,22 @@ class MessageMapper:
     # -- formats -------------------------------------------------------------------------------
 
     def _json(
-        self, route: _Route, bound: dict[str, str], topic: str, text: str, received: datetime
+        self,
+        route: _Route,
+        bound: dict[str, str],
+        topic: str,
+        payload: bytes | bytearray,
+        received: datetime,
     ) -> list[Reading]:
         sub = route.sub
         try:
-            data = json.loads(text)
-        except ValueError as e:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError as e:
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                raise PayloadError("not_utf8", "payload is not UTF-8 text") from None
+            # NaN and Infinity, which Python's json module would read, are not JSON either.
             raise PayloadError("malformed_json", f"not JSON: {e}") from None
         device_id = bound.get("device")
         if device_id is None and sub.device_field is not None:
@@ -389,12 +446,18 @@ class MessageMapper:
             t = received
         else:
             t = self._timestamp(_path_get(data, sub.timestamp_field), sub, received)
-        values = [
-            (metric, _number(_path_get(data, path), path), route.unit(metric, unit))
-            for metric, path, unit in route.fields
-        ]
+        flat = type(data) is dict
+        values: list[tuple[str, float, str]] = []
+        for metric, path, steps, unit in route.json_fields:
+            raw = data.get(path, _MISSING) if flat and len(steps) == 1 else _MISSING
+            if raw is _MISSING:
+                raw = _path_get(data, path, steps)
+            # A finite float as is (inf - inf and nan - nan are nan); the rest is checked.
+            value = raw if type(raw) is float and raw - raw == 0.0 else _number(raw, path)
+            values.append((metric, value, unit))
         device, tags = self._device(device_id, topic)
-        return [Reading(t, device.id, m, v, u, Quality.GOOD, tags) for m, v, u in values]
+        good = Quality.GOOD
+        return [Reading(t, device.id, m, v, u, good, tags) for m, v, u in values]
 
     def _plain(
         self, route: _Route, bound: dict[str, str], topic: str, text: str, received: datetime
@@ -447,6 +510,23 @@ class MessageMapper:
     # -- helpers -------------------------------------------------------------------------------
 
     def _device(self, device_id: str, topic: str) -> tuple[Device, Mapping[str, str]]:
+        key = (device_id, topic)
+        cached = self._device_topics.get(key)
+        if cached is None:
+            try:
+                cached = self._check_device(device_id, topic)
+            except (PayloadError, UnknownDeviceError) as e:
+                cached = e
+            if len(self._device_topics) >= _TOPIC_CACHE:
+                self._device_topics.clear()
+            self._device_topics[key] = cached
+        if isinstance(cached, PayloadError):
+            raise PayloadError(cached.reason, cached.detail)
+        if isinstance(cached, UnknownDeviceError):
+            raise UnknownDeviceError(cached.device)
+        return cached
+
+    def _check_device(self, device_id: str, topic: str) -> tuple[Device, Mapping[str, str]]:
         found = self._devices.get(device_id)
         if found is None:
             raise UnknownDeviceError(device_id)
@@ -503,6 +583,230 @@ class MessageMapper:
 
 
 # --------------------------------------------------------------------------------------------
+# paho, with fewer system calls per message
+
+
+class _BufferedSocket:
+    """The broker connection with a read buffer in front.
+
+    paho reads a packet in three or more ``recv`` calls (the command byte, the length bytes
+    one by one, the rest) and selects before each packet. Every such call releases the GIL, and
+    while the writer threads are busy (outbox encoding, the store) taking it back costs up to
+    the interpreter's switch interval: measured at QoS 0 with ~100-byte messages, facmon's
+    network thread was held to ~2k messages/s, a fifth of a bare subscriber's rate. Here one
+    ``recv`` brings up to 256 kB and the small reads are served from it; :meth:`pending`
+    (which paho asks of TLS sockets) tells paho's loop not to wait in ``select`` while
+    buffered bytes remain.
+    """
+
+    _CHUNK = 256 * 1024
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        pos = self._pos
+        if pos >= len(self._buf):
+            data: bytes = self._sock.recv(self._CHUNK)  # BlockingIOError etc. reach paho
+            if len(data) <= bufsize:
+                return data
+            self._buf, pos = data, 0
+        end = pos + bufsize
+        self._pos = end
+        return self._buf[pos:end]
+
+    def take_packet(self) -> tuple[int, bytes] | None:
+        """The next whole MQTT packet in the buffer, (first byte, the rest after the length),
+        or None when the buffer does not hold a whole one."""
+        buf, pos = self._buf, self._pos
+        end = len(buf)
+        i = pos + 1
+        length = 0
+        shift = 0
+        while True:
+            if i >= end or shift > 21:  # incomplete, or malformed: paho's own read reports it
+                return None
+            byte = buf[i]
+            i += 1
+            length |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+        if end - i < length:
+            return None
+        self._pos = i + length
+        return buf[pos], buf[i : i + length]
+
+    def pending(self) -> int:
+        inner = getattr(self._sock, "pending", None)
+        return len(self._buf) - self._pos + (inner() if inner is not None else 0)
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        sent: int = self._sock.send(data)
+        return sent
+
+    def fileno(self) -> int:
+        fd: int = self._sock.fileno()
+        return fd
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+# The private parts of paho-mqtt 2.x that _FastClient relies on. If a paho release changes
+# them, the collector falls back to the plain client (slower, equally correct).
+_PAHO_METHODS = (
+    "_create_socket",
+    "_packet_handle",
+    "_packet_read",
+    "_loop_rc_handle",
+    "_packet_queue",
+    "_handle_publish",
+    "_send_puback",
+)
+_PAHO_ATTRIBUTES = (
+    "_in_packet",
+    "_protocol",
+    "_manual_ack",
+    "_in_callback_mutex",
+    "_msgtime_mutex",
+    "_transport",
+)
+_PUBACK = 0x40
+_MAX_PACKETS_PER_READ = 1000  # then paho's loop runs once: writes (acks), keep-alive
+
+
+# (topic, payload, packet id, QoS) of one QoS 0 or 1 message; called on the network thread.
+PublishHandler = Callable[[str, bytes | bytearray, int, int], None]
+
+
+class _FastClient(mqtt.Client):
+    """paho's client with a buffered socket, many packets per read, a direct path for QoS 0/1
+    messages and batched PUBACKs.
+
+    With ``publish_handler`` set, a QoS 0 or 1 PUBLISH without MQTT 5 properties goes straight
+    to it: paho would build a ``Properties`` object (MQTT 5), an ``MQTTMessage`` with its own
+    ``threading.Condition`` and match the topic against per-topic callbacks first, which
+    together cost more than facmon's whole mapping of the message. Everything else (QoS 2,
+    messages with properties, topics that are not UTF-8) takes paho's own path to
+    ``on_message``.
+    """
+
+    publish_handler: PublishHandler | None = None
+
+    def _packet_read(self) -> MQTTErrorCode:
+        # A whole packet in the buffer is handled at once; anything else (a packet begun by an
+        # earlier read, or not all received yet) takes paho's byte-by-byte read.
+        sock = self._sock
+        if not isinstance(sock, _BufferedSocket) or self._in_packet["command"] != 0:
+            return super()._packet_read()
+        whole = sock.take_packet()
+        if whole is None:
+            return super()._packet_read()
+        command, body = whole
+        self._in_packet = _in_packet(command, body)
+        try:
+            rc: MQTTErrorCode = self._packet_handle()
+        except MalformedPacket:
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = _in_packet(0, b"")
+        with self._msgtime_mutex:
+            self._last_bytes_received = time.monotonic()  # paho's clock (time_func)
+        return rc
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        handler = self.publish_handler
+        header: int = self._in_packet["command"]
+        qos = (header & 0x06) >> 1
+        if handler is None or qos == 2:
+            return super()._handle_publish()
+        packet: bytes | bytearray = self._in_packet["packet"]
+        size = len(packet)
+        v5 = self._protocol == MQTTProtocolVersion.MQTTv5
+        end = 2 + ((packet[0] << 8) | packet[1]) if size >= 2 else size + 1
+        # Too short for its topic, packet id and property length: paho reports it malformed.
+        if size < end + (2 if qos else 0) + (1 if v5 else 0) or end == 2:
+            return super()._handle_publish()
+        try:
+            topic = packet[2:end].decode("utf-8")
+        except UnicodeDecodeError:
+            return super()._handle_publish()
+        mid = 0
+        if qos:
+            mid = (packet[end] << 8) | packet[end + 1]
+            end += 2
+        if v5:
+            if packet[end] != 0:  # properties follow
+                return super()._handle_publish()
+            end += 1
+        with self._in_callback_mutex:
+            handler(topic, packet[end:], mid, qos)
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _create_socket(self) -> Any:
+        sock = super()._create_socket()
+        return sock if self._transport == "websockets" else _BufferedSocket(sock)
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        # paho reads one packet per select() unless QoS 2 flows are in progress; read every
+        # whole packet already buffered instead.
+        for _ in range(_MAX_PACKETS_PER_READ):
+            sock = self._sock
+            if sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                handled: MQTTErrorCode = self._loop_rc_handle(rc)
+                return handled
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                break
+            pending = getattr(sock, "pending", None)
+            if pending is None or pending() == 0:
+                break
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def ack_many(self, mids: Sequence[int]) -> None:
+        """PUBACK every QoS 1 message id of ``mids`` in one write.
+
+        paho's ``ack`` queues one packet per message: one wake-up of the network thread and one
+        ``send`` each. A PUBACK without reason code means success in MQTT 3.1.1 and 5 alike.
+        """
+        if mids:
+            packet = b"".join(_PUBACK_STRUCT.pack(_PUBACK, 2, mid) for mid in mids)
+            self._packet_queue(_PUBACK, packet, 0, 0)
+
+
+_PUBACK_STRUCT = struct.Struct("!BBH")
+
+
+def _in_packet(command: int, body: bytes) -> Any:
+    """paho's record of the packet being read, as its own read leaves it for handling."""
+    return {
+        "command": command,
+        "have_remaining": 1 if command else 0,
+        "remaining_count": [],
+        "remaining_mult": 1,
+        "remaining_length": len(body),
+        "packet": body if command else bytearray(b""),
+        "to_process": 0,
+        "pos": 0,
+    }
+
+
+_FAST_CLIENT = all(hasattr(mqtt.Client, n) for n in _PAHO_METHODS)
+
+
+# --------------------------------------------------------------------------------------------
 # The collector
 
 
@@ -538,33 +842,18 @@ class MqttStats:
 
 
 @dataclass
-class _Item:
-    readings: list[Reading]
-    mid: int
-    qos: int
-    generation: int
-
-
-@dataclass
 class _TopicLog:
     next_log: datetime
     suppressed: int = 0
 
 
 @dataclass
-class _Counters:
-    connects: int = 0
-    received: int = 0
-    stored: int = 0
-    readings: int = 0
-    acked: int = 0
-    sink_errors: int = 0
+class _Counters(ConsumerCounters):
     bad: dict[str, dict[str, int]] = field(default_factory=dict)
     unknown: dict[str, int] = field(default_factory=dict)
-    last_error: str | None = None
 
 
-class MqttCollector:
+class MqttCollector(MqttConsumer[list[Reading], list[Reading]]):
     """Subscribes to the config's MQTT topics and feeds their readings to ``sink``.
 
     ``sink`` is called from the collector's writer thread with the readings of one or more
@@ -573,6 +862,14 @@ class MqttCollector:
     nothing is acknowledged meanwhile. ``clock`` gives the receive time (payloads without a
     timestamp) and the reference for the timestamp skew limits.
     """
+
+    _log = log
+    _prefix = "MQTT"
+    _thread_name = "facmon-mqtt"
+    _away = "published while facmon was disconnected"
+    _sink_what = "storing received readings"
+    _BATCH_MESSAGES = _BATCH_MESSAGES
+    _BATCH_LINGER_S = _BATCH_LINGER_S
 
     def __init__(
         self,
@@ -583,109 +880,34 @@ class MqttCollector:
     ) -> None:
         self._mapper = MessageMapper(config)
         self.settings = self._mapper.settings
-        self.client_id = self.settings.client_id or f"facmon-{config.site.id}"
-        self._sink = sink
         self._clock = clock
-        self._v5 = self.settings.protocol == "5"
-        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=self.settings.max_pending)
-        self._lock = threading.Lock()
-        self._c = _Counters()
         self._topic_logs: dict[str, _TopicLog] = {}
-        self._generation = 0
-        self._writing = 0  # messages the writer thread took from the queue and has not finished
-        self._connected = False
-        self._down_logged = False
-        self._stopping = threading.Event()
-        self._writer: threading.Thread | None = None
         self._sub_mids: dict[int, list[str]] = {}
-        self._client = self._make_client()
-
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            clean_session=None if self._v5 else False,
-            protocol=MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311,
-            reconnect_on_failure=True,
-            manual_ack=True,
+        super().__init__(
+            s,
+            s.client_id or f"facmon-{config.site.id}",
+            sink,
+            session_expiry=s.session_expiry,
+            max_pending=s.max_pending,
         )
-        if s.username is not None:
-            client.username_pw_set(
-                s.username, None if s.password is None else s.password.get_secret_value()
+        self._c: _Counters = _Counters()
+
+    def _new_client(self) -> mqtt.Client:
+        if _FAST_CLIENT:
+            client = broker_client(
+                self.settings,
+                self.client_id,
+                clean=False,
+                manual_ack=True,
+                client_class=_FastClient,
             )
-        if s.tls is not None:
-            client.tls_set(
-                ca_certs=None if s.tls.ca_file is None else str(s.tls.ca_file),
-                certfile=None if s.tls.cert_file is None else str(s.tls.cert_file),
-                keyfile=None if s.tls.key_file is None else str(s.tls.key_file),
-                cert_reqs=ssl.CERT_REQUIRED if s.tls.verify else ssl.CERT_NONE,
-            )
-            client.tls_insecure_set(not s.tls.verify)
-        client.reconnect_delay_set(
-            max(1, int(s.reconnect_min.total_seconds())),
-            max(1, int(s.reconnect_max.total_seconds())),
-        )
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        return client
-
-    def start(self) -> None:
-        """Connect in the background (retrying with back-off) and start consuming."""
-        if self._writer is not None:
-            raise RuntimeError("MqttCollector already started")
-        s = self.settings
-        self._writer = threading.Thread(target=self._write_loop, name="facmon-mqtt", daemon=True)
-        self._writer.start()
-        keepalive = int(s.keepalive.total_seconds())
-        if self._v5:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = min(int(s.session_expiry.total_seconds()), 0xFFFFFFFF)
-            # The broker keeps at most this many unacknowledged QoS 1/2 messages in flight to
-            # us: with acks after store this bounds what the broker pushes ahead of the store.
-            props.ReceiveMaximum = min(s.max_pending, 65535)
-            self._client.connect_async(
-                s.host, s.port, keepalive, clean_start=False, properties=props
-            )
-        else:
-            self._client.connect_async(s.host, s.port, keepalive)
-        self._client.loop_start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Store what was received (up to ``timeout``), acknowledge it, then disconnect.
-
-        Messages arriving meanwhile are left unacknowledged: the broker keeps them for the
-        next start (QoS 1/2).
-        """
-        self._stopping.set()
-        writer = self._writer
-        if writer is not None:
-            writer.join(timeout)
-            if writer.is_alive():
-                log.warning(
-                    "MQTT: %d received messages not stored at shutdown; the broker delivers "
-                    "them again (QoS 1/2)",
-                    self._queue.qsize(),
-                )
-        self._client.disconnect()
-        self._client.loop_stop()
-
-    async def run(self) -> None:
-        """Consume until cancelled; then stop as :meth:`stop` does."""
-        self.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await asyncio.to_thread(self.stop)
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
+            if isinstance(client, _FastClient) and all(
+                hasattr(client, n) for n in _PAHO_ATTRIBUTES
+            ):
+                client.publish_handler = self._handle
+                return client
+        return super()._new_client()
 
     @property
     def subscribed(self) -> bool:
@@ -701,51 +923,19 @@ class MqttCollector:
                 connects=c.connects,
                 received=c.received,
                 stored=c.stored,
-                readings=c.readings,
+                readings=c.units,
                 acked=c.acked,
                 bad={t: dict(r) for t, r in c.bad.items()},
                 unknown_devices=dict(c.unknown),
-                pending=self._queue.qsize() + self._writing,
+                pending=self._pending(),
                 sink_errors=c.sink_errors,
                 last_error=c.last_error,
             )
 
     # -- paho callbacks (network thread) -----------------------------------------------------
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
+    def _subscribe(self, client: mqtt.Client) -> None:
         s = self.settings
-        if reason.is_failure:
-            self._note_down(f"broker refused the connection: {reason}")
-            return
-        with self._lock:
-            self._generation += 1
-            self._c.connects += 1
-            first = self._c.connects == 1
-        if not first and not flags.session_present:
-            log.warning(
-                "MQTT: the broker at %s:%d had no session for %s (expired or lost in a broker "
-                "restart without persistence): messages published while facmon was "
-                "disconnected are lost",
-                s.host,
-                s.port,
-                self.client_id,
-            )
-        elif first or self._down_logged:
-            log.info(
-                "MQTT: connected to %s:%d as %s (session %s)",
-                s.host,
-                s.port,
-                self.client_id,
-                "resumed" if flags.session_present else "new",
-            )
-        self._down_logged = False
         # Every connect, not only new sessions: topics added to the config since the session
         # was created must be subscribed too.
         if self._v5:
@@ -761,8 +951,6 @@ class MqttCollector:
         _, mid = client.subscribe(topics)
         if mid is not None:
             self._sub_mids[mid] = [t for t, _ in topics]
-        with self._lock:
-            self._connected = True
 
     def _on_subscribe(
         self,
@@ -777,62 +965,24 @@ class MqttCollector:
             if rc.is_failure:
                 log.warning("MQTT: the broker refused the subscription to %r: %s", topic, rc)
 
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self._note_down("cannot reach the broker")
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        with self._lock:
-            self._connected = False
-        if not self._stopping.is_set():
-            self._note_down(f"connection lost ({reason})")
-
-    def _note_down(self, why: str) -> None:
-        s = self.settings
-        with self._lock:
-            self._connected = False
-            self._c.last_error = why
-        if not self._down_logged:
-            self._down_logged = True
-            log.warning(
-                "MQTT: %s at %s:%d; reconnecting with back-off up to %s",
-                why,
-                s.host,
-                s.port,
-                s.reconnect_max,
-            )
-
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._handle(msg.topic, msg.payload, msg.mid, msg.qos)
+
+    def _handle(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
         if self._stopping.is_set():
             return  # not acknowledged: the broker delivers it again after the restart
         received = self._clock()
         received = received.replace(microsecond=received.microsecond - received.microsecond % 1000)
-        topic = msg.topic
-        with self._lock:
-            self._c.received += 1
-            generation = self._generation
+        generation = self._received()
         try:
-            readings = self._mapper.readings(topic, msg.payload, received)
+            readings = self._mapper.readings(topic, payload, received)
         except PayloadError as e:
             self._bad(topic, e, received)
             readings = []
         except UnknownDeviceError as e:
             self._unknown(e.device, topic)
             readings = []
-        # Dropped messages go through the queue too: acknowledgements stay in arrival order.
-        item = _Item(readings, msg.mid, msg.qos, generation)
-        while not self._stopping.is_set():
-            try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue  # back-pressure: the socket is not read while we wait here
+        self._enqueue(Queued(readings, mid, qos, generation))
 
     def _bad(self, topic: str, e: PayloadError, now: datetime) -> None:
         with self._lock:
@@ -874,63 +1024,17 @@ class MqttCollector:
 
     # -- writer thread ---------------------------------------------------------------------------
 
-    def _write_loop(self) -> None:
-        backoff = 0.5
-        failing = False
-        while True:
-            try:
-                first = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                if self._stopping.is_set():
-                    return
-                continue
-            if self._queue.qsize() < _BATCH_MESSAGES:
-                time.sleep(_BATCH_LINGER_S)
-            batch = [first]
-            while len(batch) < _BATCH_MESSAGES:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            with self._lock:
-                self._writing = len(batch)
-            readings = [r for item in batch for r in item.readings]
-            while readings:
-                try:
-                    self._sink(readings)
-                    break
-                except Exception as e:
-                    with self._lock:
-                        self._c.sink_errors += 1
-                        self._c.last_error = f"sink: {type(e).__name__}: {e}"
-                    if not failing:
-                        failing = True
-                        log.exception(
-                            "MQTT: storing received readings failed; not acknowledging them, "
-                            "retrying with back-off"
-                        )
-                    if self._stopping.wait(backoff):
-                        return  # unacknowledged: the broker delivers them again
-                    backoff = min(backoff * 2, 30.0)
-            if failing:
-                failing = False
-                backoff = 0.5
-                log.info("MQTT: storing readings works again")
-            self._ack(batch, len(readings))
+    def _collect(
+        self, batch: Sequence[Queued[list[Reading]]]
+    ) -> tuple[list[Reading] | None, int, int]:
+        readings = [r for item in batch for r in item.data]
+        if not readings:
+            return None, 0, 0
+        return readings, sum(1 for item in batch if item.data), len(readings)
 
-    def _ack(self, batch: list[_Item], n_readings: int) -> None:
-        with self._lock:
-            # Not connected: acks would be discarded at the reconnect; the broker re-sends.
-            generation = self._generation if self._connected else -1
-            self._c.stored += sum(1 for item in batch if item.readings)
-            self._c.readings += n_readings
-        acked = 0
-        for item in batch:
-            # A packet id is only meaningful on the connection that delivered it; after a
-            # reconnect the broker re-sends unacknowledged messages and those are acked then.
-            if item.qos > 0 and item.generation == generation:
-                self._client.ack(item.mid, item.qos)
-                acked += 1
-        with self._lock:
-            self._c.acked += acked
-            self._writing = 0
+    def _ack_qos1(self, mids: Sequence[int]) -> None:
+        client = self._client
+        if isinstance(client, _FastClient):
+            client.ack_many(mids)
+        else:
+            super()._ack_qos1(mids)

@@ -122,6 +122,7 @@ def plan(
 
 # -- a device's registers and reads -------------------------------------------------------------
 
+
 def override_problems(
     profile: Profile, overrides: Mapping[str, RegisterOverride]
 ) -> dict[str | None, list[str]]:

@@ -25,7 +25,11 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from config.models import SiteConfig
+from config.escalation import escalation_problems
+from config.maintenance import maintenance_problems
+from config.models import DEFAULT_RULE_KIND, SiteConfig, ThresholdRule
+from config.notify import notify_problems
+from config.oncall import oncall_problems
 
 __all__ = [
     "ConfigError",
@@ -214,6 +218,8 @@ class _Loader:
                 if storage_checked and tuple(err["loc"]) == ("storage",):
                     continue  # the cross-check already said it, on the 'backend' line
                 self._validation_problem(err, data)
+        if config is not None:
+            cross.extend(_rating_check(config))
         for loc, message in cross:
             self._add(loc, message)
         if self.problems or config is None:
@@ -448,9 +454,11 @@ def _clean_loc(loc: Sequence[Step], data: Any) -> Loc:
             isinstance(node, dict)
             and isinstance(step, str)
             and step not in node
-            and node.get("type") == step
+            and step in (node.get("type"), node.get("kind", DEFAULT_RULE_KIND))
         ):
-            continue  # the tag a discriminated union inserts, e.g. 'modbus_tcp'
+            # The tag a discriminated union inserts, e.g. 'modbus_tcp', or a rule's kind
+            # (threshold when the rule does not say).
+            continue
         out.append(step)
         if isinstance(node, dict):
             node = node.get(step, node.get(str(step), _MISSING))
@@ -572,11 +580,13 @@ def _member(tp: Any, node: Any) -> Any:
     models = [m for m in get_args(tp) if _is_model(m)]
     if not models or len(models) != len(get_args(tp)):
         return tp
-    tag = node.get("type") if isinstance(node, dict) else None
-    for m in models:
-        field = dict(_model_fields(m)).get("type")
-        if field is not None and str(tag) in _literal_choices(field.annotation):
-            return m
+    # Sources are told apart by 'type', rules by 'kind' (threshold when left out).
+    for disc, default in (("type", None), ("kind", DEFAULT_RULE_KIND)):
+        tag = node.get(disc, default) if isinstance(node, dict) else None
+        for m in models:
+            field = dict(_model_fields(m)).get(disc)
+            if field is not None and str(tag) in _literal_choices(field.annotation):
+                return m
     return tp
 
 
@@ -729,6 +739,10 @@ def _cross_check(data: Any, line_of: _LineOf) -> Iterator[tuple[Loc, str]]:
                     if isinstance(name, str) and name not in known:
                         yield ("rules", i, "select", key, j), _unknown(what, name, known)
 
+    yield from escalation_problems(data)
+    yield from notify_problems(data)
+    yield from maintenance_problems(data)
+
     oncall = data.get("oncall")
     if isinstance(oncall, dict):
         people = oncall.get("people", [])
@@ -738,6 +752,7 @@ def _cross_check(data: Any, line_of: _LineOf) -> Iterator[tuple[Loc, str]]:
             person_ids = [p for _, p in _ids(people)]
             if fallback not in person_ids:
                 yield ("oncall", "fallback"), _unknown("person", fallback, person_ids)
+    yield from oncall_problems(data)
 
     storage = data.get("storage")
     if (
@@ -746,6 +761,25 @@ def _cross_check(data: Any, line_of: _LineOf) -> Iterator[tuple[Loc, str]]:
         and storage.get("influxdb") is None
     ):
         yield ("storage", "backend"), "'influxdb' needs an 'influxdb' block under 'storage'"
+
+
+def _rating_check(config: SiteConfig) -> Iterator[tuple[Loc, str]]:
+    """A rule whose levels are shares of a rating needs that rating on every device it
+    selects."""
+    for i, rule in enumerate(config.rules):
+        if not isinstance(rule, ThresholdRule) or not rule.rated:
+            continue
+        key = rule.rating_key
+        missing = [d.id for d in config.devices if rule.select.matches(d) and key not in d.ratings]
+        if not missing:
+            continue
+        field = "above_rating" if rule.above_rating is not None else "below_rating"
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        yield (
+            ("rules", i, field),
+            f"selected device(s) {', '.join(missing[:3])}{more} have no rating '{key}' (add "
+            f"ratings: {{{key}: ...}} to the device, or narrow 'select')",
+        )
 
 
 # --------------------------------------------------------------------------------------------

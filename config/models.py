@@ -7,13 +7,16 @@ for storage, the API, alert rules and on-call. ``config.loader`` reads the file,
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,8 +26,14 @@ from pydantic import (
     model_validator,
 )
 
+from config.broker import BrokerSettings
 from config.durations import Duration
-from config.reporting import Reports, Tariff
+from config.escalation import Escalation
+from config.maintenance import Maintenance, resolve_selector
+from config.notify import Channel
+from config.oncall import Override, Rotation
+from config.reporting import Reports, Span, Tariff
+from config.uplink import IngestSettings, UplinkSettings
 
 Ident = Annotated[
     str,
@@ -324,6 +333,19 @@ class Device(_Model):
         description="Meter upstream of this one (this is its sub-meter): building totals count "
         "only meters without a parent, and main minus sub-meters is reported as unaccounted",
     )
+    ratings: dict[str, float] = Field(
+        default_factory=dict,
+        description="Rated values (nameplate) that rules take shares of, e.g. {current: 250} "
+        "for a 250 A feeder: a rule with above_rating: 0.9 and rating: current trips at 225 A",
+    )
+
+    @field_validator("ratings")
+    @classmethod
+    def _positive_ratings(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = sorted(k for k, x in v.items() if not (math.isfinite(x) and x > 0))
+        if bad:
+            raise ValueError(f"rating(s) {', '.join(bad)} must be positive numbers")
+        return v
 
     @field_validator("tags")
     @classmethod
@@ -379,7 +401,13 @@ class OutboxSettings(_Model):
         description="Bound on queued samples; past it the oldest are dropped "
         "(counted, logged once)",
     )
-    batch_size: int = Field(default=5000, ge=1, le=100_000, description="Samples per store write")
+    batch_size: int = Field(
+        default=5000,
+        ge=1,
+        le=100_000,
+        description="Samples per store write (the embedded store takes up to 4x that while "
+        "catching up on a backlog of 8 batches or more)",
+    )
     flush_interval: Duration = Field(
         default=timedelta(seconds=1), description="Longest a sample waits before a write"
     )
@@ -389,6 +417,27 @@ class OutboxSettings(_Model):
     retry_max: Duration = Field(
         default=timedelta(seconds=30), description="Longest back-off between write attempts"
     )
+
+
+class SelfMetrics(_Model):
+    """facmon's own figures (outbox depth, write latency, devices up ...) stored as readings of
+    a pseudo-device, for the Grafana health dashboard (facmon.selfmetrics)."""
+
+    enabled: bool = Field(default=True, description="Store facmon's own figures as readings")
+    interval: Duration = Field(
+        default=timedelta(seconds=30), description="How often they are sampled (5s..1h)"
+    )
+    device: Ident = Field(
+        default="facmon",
+        description="Device id they are stored under; no configured device may use it",
+    )
+
+    @field_validator("interval")
+    @classmethod
+    def _sane_interval(cls, v: timedelta) -> timedelta:
+        if not timedelta(seconds=5) <= v <= timedelta(hours=1):
+            raise ValueError("must be between 5s and 1h")
+        return v
 
 
 class Storage(_Model):
@@ -403,6 +452,10 @@ class Storage(_Model):
     )
     outbox: OutboxSettings = Field(
         default_factory=OutboxSettings, description="The durable queue in front of the store"
+    )
+    self_metrics: SelfMetrics = Field(
+        default_factory=SelfMetrics,
+        description="facmon's own health figures, stored as readings of a pseudo-device",
     )
 
     @model_validator(mode="after")
@@ -425,6 +478,27 @@ class Api(_Model):
         default_factory=list,
         description="Bearer tokens; FACMON_API_TOKEN, when set, adds an admin token",
     )
+    public_url: str | None = Field(
+        default=None,
+        description="Address people use to reach the console, for links in pages and e-mails "
+        "(e.g. https://facmon.example.com); default http://<host>:<port>",
+    )
+
+
+TicketPriority = Literal["P1", "P2", "P3"]
+
+
+def _positive(v: timedelta) -> timedelta:
+    if v <= timedelta(0):
+        raise ValueError("a service level must be longer than 0s")
+    return v
+
+
+ServiceLevel = Annotated[Duration, AfterValidator(_positive)]
+
+
+def _default_sla() -> dict[TicketPriority, timedelta]:
+    return {"P1": timedelta(hours=4), "P2": timedelta(hours=24), "P3": timedelta(hours=72)}
 
 
 class Tickets(_Model):
@@ -432,6 +506,45 @@ class Tickets(_Model):
         default=None,
         description="SQLAlchemy URL of the ticket database; default sqlite in <data_dir>",
     )
+    sla: dict[TicketPriority, ServiceLevel] = Field(
+        default_factory=_default_sla,
+        description="Time from a ticket's creation to 'resolved' that counts as on time (T1, "
+        "T6), per priority; priorities left out keep 4h / 24h / 72h",
+    )
+    sla_by_class: dict[str, dict[TicketPriority, ServiceLevel]] = Field(
+        default_factory=dict,
+        description="Exceptions per fault class, e.g. {entrapment: {P1: 1h}}; priorities left "
+        "out take 'sla'",
+    )
+    reopen_window: Duration = Field(
+        default=timedelta(hours=24),
+        description="A new episode this soon after its ticket was resolved or closed reopens "
+        "that ticket as a repeat repair (D4); later ones open a new ticket",
+    )
+    max_shelve: Duration = Field(
+        default=timedelta(hours=24),
+        description="Longest an alert can be shelved at once (A11): a shelve must end no later "
+        "than this after it is made; between 1m and 30d",
+    )
+    max_silence: Duration = Field(
+        default=timedelta(days=30),
+        description="Longest a silence or maintenance window can last, so a forgotten one "
+        "still ends; between 1m and 366d",
+    )
+
+    @field_validator("max_shelve")
+    @classmethod
+    def _sane_shelve(cls, v: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= v <= timedelta(days=30):
+            raise ValueError("must be between 1m and 30d")
+        return v
+
+    @field_validator("max_silence")
+    @classmethod
+    def _sane_silence(cls, v: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= v <= timedelta(days=366):
+            raise ValueError("must be between 1m and 366d")
+        return v
 
 
 class Selector(_Model):
@@ -440,29 +553,38 @@ class Selector(_Model):
     devices: list[str] = Field(default_factory=list, description="Match these device ids")
     tags: dict[str, str] = Field(default_factory=dict, description="Match devices with these tags")
 
+    def matches(self, device: Device) -> bool:
+        """Whether this selector covers ``device``; an empty list or mapping matches all."""
+        return (
+            (not self.kinds or device.kind in self.kinds)
+            and (not self.buildings or device.location.building in self.buildings)
+            and (not self.devices or device.id in self.devices)
+            and all(device.tags.get(k) == v for k, v in self.tags.items())
+        )
+
+
+resolve_selector(Selector)  # maintenance schedules select devices as rules do
+
 
 # Rule id of the built-in communication-loss alert (A8); configured rules cannot take it.
 COMMUNICATION_LOSS_RULE = "communication_loss"
+# Rule id of the built-in alert of a gateway or serial bus whose devices all fell silent (A8).
+GATEWAY_OFFLINE_RULE = "gateway_offline"
+
+RuleKind = Literal["threshold", "rate", "state", "night_flow"]
+# A rule without 'kind' is a threshold rule: configs written before the other kinds load as
+# they always did.
+DEFAULT_RULE_KIND = "threshold"
 
 
-class ThresholdRule(_Model):
+class _RuleBase(_Model):
+    """What every alert rule has: identity, the devices it watches and the state machine's
+    timing (../shared/alerting-semantics.md A1-A12)."""
+
     id: Ident = Field(description="Rule id; part of the alert fingerprint")
     name: str = Field(description="Text shown in alerts and tickets")
     metric: str = Field(description="Metric the rule watches, e.g. 'fault_code'")
     select: Selector = Field(default_factory=Selector, description="Devices the rule applies to")
-    above: float | None = Field(default=None, description="Trip when the value exceeds this")
-    below: float | None = Field(default=None, description="Trip when the value falls below this")
-    clear: float | None = Field(
-        default=None,
-        description="Clear level (hysteresis); default: the trip level minus 'deadband' for "
-        "'above', plus 'deadband' for 'below'",
-    )
-    deadband: float | None = Field(
-        default=None,
-        ge=0,
-        description="Distance of the default clear level from the trip level; not together "
-        "with 'clear'; default 0",
-    )
     for_: Duration = Field(
         default=timedelta(0), alias="for", description="Condition must hold this long to fire"
     )
@@ -491,6 +613,8 @@ class ThresholdRule(_Model):
     def _not_reserved(cls, v: str) -> str:
         if v == COMMUNICATION_LOSS_RULE:
             raise ValueError(f"rule id {v!r} is reserved for the built-in communication-loss alert")
+        if v == GATEWAY_OFFLINE_RULE:
+            raise ValueError(f"rule id {v!r} is reserved for the built-in gateway-offline alert")
         return v
 
     @field_validator("keep_firing_for", "for_")
@@ -507,35 +631,322 @@ class ThresholdRule(_Model):
             raise ValueError("must be between 1s and 1d")
         return v
 
+
+def _check_levels(
+    above: float | None,
+    below: float | None,
+    clear: float | None,
+    deadband: float | None,
+    names: tuple[str, str] = ("above", "below"),
+) -> None:
+    """One trip level and a clear level on its normal side (hysteresis, A4)."""
+    hi, lo = names
+    if (above is None) == (below is None):
+        raise ValueError(f"give exactly one of '{hi}' or '{lo}'")
+    if clear is not None and deadband is not None:
+        raise ValueError("give either 'clear' or 'deadband', not both")
+    if clear is not None:
+        if above is not None and clear > above:
+            raise ValueError(f"clear ({clear}) must not be above '{hi}' ({above})")
+        if below is not None and clear < below:
+            raise ValueError(f"clear ({clear}) must not be below '{lo}' ({below})")
+
+
+def _clear_of(trip: float, high: bool, clear: float | None, deadband: float | None) -> float:
+    if clear is not None:
+        return clear
+    return trip - (deadband or 0.0) if high else trip + (deadband or 0.0)
+
+
+class ThresholdRule(_RuleBase):
+    """Trips when a metric goes above (or below) a level, absolute or a share of the device's
+    rating (``above_rating: 0.9`` with ``ratings: {current: 250}`` on the device trips above
+    225)."""
+
+    kind: Literal["threshold"] = Field(
+        default="threshold",
+        description="threshold (the default when 'kind' is left out) | rate | state | night_flow",
+    )
+    above: float | None = Field(default=None, description="Trip when the value exceeds this")
+    below: float | None = Field(default=None, description="Trip when the value falls below this")
+    clear: float | None = Field(
+        default=None,
+        description="Clear level (hysteresis); default: the trip level minus 'deadband' for "
+        "'above', plus 'deadband' for 'below'",
+    )
+    deadband: float | None = Field(
+        default=None,
+        ge=0,
+        description="Distance of the default clear level from the trip level; not together "
+        "with 'clear'; default 0",
+    )
+    above_rating: float | None = Field(
+        default=None,
+        gt=0,
+        description="Trip when the value exceeds this share of the device's rating (see "
+        "'rating'), e.g. 0.9 for 90 %; every selected device needs that rating",
+    )
+    below_rating: float | None = Field(
+        default=None, gt=0, description="Trip when the value falls below this share of the rating"
+    )
+    clear_rating: float | None = Field(
+        default=None,
+        gt=0,
+        description="Clear level as a share of the rating (with above_rating/below_rating); "
+        "default: the trip share",
+    )
+    rating: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Which of the device's 'ratings' the *_rating levels are shares of, e.g. "
+        "'current' for all three phase currents; default: the metric name",
+    )
+
     @model_validator(mode="after")
     def _one_limit(self) -> ThresholdRule:
-        if (self.above is None) == (self.below is None):
-            raise ValueError("give exactly one of 'above' or 'below'")
-        if self.clear is not None and self.deadband is not None:
-            raise ValueError("give either 'clear' or 'deadband', not both")
-        # The clear level sits on the normal side of the trip level (hysteresis, A4).
-        if self.clear is not None:
-            if self.above is not None and self.clear > self.above:
-                raise ValueError(f"clear ({self.clear}) must not be above 'above' ({self.above})")
-            if self.below is not None and self.clear < self.below:
-                raise ValueError(f"clear ({self.clear}) must not be below 'below' ({self.below})")
+        given = [
+            n
+            for n in ("above", "below", "above_rating", "below_rating")
+            if getattr(self, n) is not None
+        ]
+        if len(given) != 1:
+            if not {"above_rating", "below_rating"} & set(given):
+                raise ValueError("give exactly one of 'above' or 'below'")
+            raise ValueError(
+                "give exactly one of 'above', 'below', 'above_rating' or 'below_rating'"
+            )
+        if self.rated:
+            if self.clear is not None or self.deadband is not None:
+                raise ValueError("with a *_rating level give the clear level as 'clear_rating'")
+            share = self.above_rating if self.above_rating is not None else self.below_rating
+            c = self.clear_rating
+            if c is not None and share is not None:
+                if self.above_rating is not None and c > share:
+                    raise ValueError(f"clear_rating ({c}) must not be above above_rating ({share})")
+                if self.below_rating is not None and c < share:
+                    raise ValueError(f"clear_rating ({c}) must not be below below_rating ({share})")
+            return self
+        if self.clear_rating is not None or self.rating is not None:
+            raise ValueError("'clear_rating' and 'rating' go with above_rating or below_rating")
+        _check_levels(self.above, self.below, self.clear, self.deadband)
         return self
 
     @property
+    def rated(self) -> bool:
+        """Whether the levels are shares of a device rating."""
+        return self.above_rating is not None or self.below_rating is not None
+
+    @property
+    def rating_key(self) -> str:
+        """The device rating the *_rating levels refer to."""
+        return self.rating or self.metric
+
+    @property
+    def high(self) -> bool:
+        return self.above is not None or self.above_rating is not None
+
+    @property
     def trip_level(self) -> float:
+        """The absolute trip level (not for rated rules: see :meth:`levels`)."""
         level = self.above if self.above is not None else self.below
-        assert level is not None  # the validator requires exactly one of above/below
+        if level is None:
+            raise ValueError(f"rule {self.id!r}: its levels depend on the device rating")
         return level
 
     @property
     def clear_level(self) -> float:
-        """The level that ends the condition (A4)."""
-        if self.clear is not None:
-            return self.clear
-        deadband = self.deadband or 0.0
-        if self.above is not None:
-            return self.above - deadband
-        return self.trip_level + deadband
+        """The level that ends the condition (A4); absolute rules only."""
+        return _clear_of(self.trip_level, self.high, self.clear, self.deadband)
+
+    def levels(self, ratings: Mapping[str, float]) -> tuple[float, float]:
+        """(trip, clear) for a device with ``ratings``; KeyError when a rated rule's rating
+        is missing."""
+        if not self.rated:
+            return self.trip_level, self.clear_level
+        rated = ratings[self.rating_key]
+        share = self.above_rating if self.above_rating is not None else self.below_rating
+        assert share is not None
+        clear = self.clear_rating if self.clear_rating is not None else share
+        return share * rated, clear * rated
+
+
+class RateRule(_RuleBase):
+    """Trips when a metric changes faster than a rate: the change between the oldest and the
+    newest sample within ``window``, scaled to ``per`` (e.g. a shaft warming 5 °C a minute)."""
+
+    kind: Literal["rate"] = Field(description="Rate of change of the metric")
+    rate_above: float | None = Field(
+        default=None,
+        description="Trip when the value rises faster than this per 'per' (e.g. 5 for +5/min)",
+    )
+    rate_below: float | None = Field(
+        default=None,
+        description="Trip when the rate falls below this per 'per'; negative for a fall "
+        "(e.g. -5 for dropping faster than 5/min)",
+    )
+    clear: float | None = Field(
+        default=None,
+        description="Clear rate (hysteresis); default: the trip rate minus 'deadband' for "
+        "'rate_above', plus 'deadband' for 'rate_below'",
+    )
+    deadband: float | None = Field(
+        default=None, ge=0, description="Distance of the default clear rate from the trip rate"
+    )
+    per: Duration = Field(
+        default=timedelta(minutes=1), description="Time unit of the rates, e.g. 1m or 1h"
+    )
+    window: Duration = Field(
+        default=timedelta(minutes=5),
+        description="The rate is measured over the samples of this trailing window; it is "
+        "judged once they span at least half of it",
+    )
+
+    @field_validator("per", "window")
+    @classmethod
+    def _sane_span(cls, v: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= v <= timedelta(days=1):
+            raise ValueError("must be between 1s and 1d")
+        return v
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> RateRule:
+        names = ("rate_above", "rate_below")
+        _check_levels(self.rate_above, self.rate_below, self.clear, self.deadband, names)
+        return self
+
+    @property
+    def high(self) -> bool:
+        return self.rate_above is not None
+
+    @property
+    def trip_level(self) -> float:
+        level = self.rate_above if self.rate_above is not None else self.rate_below
+        assert level is not None  # the validator requires exactly one
+        return level
+
+    @property
+    def clear_level(self) -> float:
+        return _clear_of(self.trip_level, self.high, self.clear, self.deadband)
+
+
+def _state_values(v: Any) -> Any:
+    if isinstance(v, list):
+        for x in v:
+            if isinstance(x, bool):
+                raise ValueError(
+                    "write state names in quotes, e.g. ['yes'] (YAML reads unquoted yes/no/on/off "
+                    "as true/false)"
+                )
+    return v
+
+
+StateValues = Annotated[list[int | str], BeforeValidator(_state_values)]
+
+
+class StateRule(_RuleBase):
+    """Trips while a state metric (an enum register such as the elevator's service mode) is in
+    (or not in) a set of states, named as the device profile names them or given as codes."""
+
+    kind: Literal["state"] = Field(description="State (enum) match")
+    in_: StateValues | None = Field(
+        default=None,
+        alias="in",
+        min_length=1,
+        description="Trip while the state is one of these: names from the profile's enum "
+        "(e.g. out_of_service) or raw codes (e.g. 7)",
+    )
+    not_in: StateValues | None = Field(
+        default=None,
+        min_length=1,
+        description="Trip while the state is none of these (names or codes)",
+    )
+
+    @model_validator(mode="after")
+    def _one_set(self) -> StateRule:
+        if (self.in_ is None) == (self.not_in is None):
+            raise ValueError("give exactly one of 'in' or 'not_in'")
+        return self
+
+    @property
+    def values(self) -> list[int | str]:
+        """The states listed, whichever of in/not_in holds them."""
+        return list(self.in_ if self.in_ is not None else self.not_in or [])
+
+
+class NightFlowRule(_RuleBase):
+    """A water leak by minimum night flow (../shared/domain.md "Water leaks"), decided once a
+    night. Settings left out take the site's ``reports.water`` values, so the alert and the
+    water report agree."""
+
+    kind: Literal["night_flow"] = Field(description="Water leak by minimum night flow")
+    metric: str = Field(default="flow_rate", description="Flow rate metric (m3/h)")
+    night: Span | None = Field(
+        default=None,
+        description="Local window of the minimum night flow, e.g. '02:00-04:00'; default: "
+        "reports.water.night",
+    )
+    rolling: Duration | None = Field(
+        default=None,
+        description="Averaging window of the night flow (60m); default: reports.water.rolling",
+    )
+    above: float | None = Field(
+        default=None,
+        ge=0,
+        description="A night is high when its MNF exceeds this (m3/h) or the ratio level; "
+        "default: reports.water.threshold_m3h",
+    )
+    ratio: float | None = Field(
+        default=None,
+        ge=0,
+        description="... or this fraction of the previous day's mean flow, if higher; "
+        "default: reports.water.ratio",
+    )
+    leak_nights: int | None = Field(
+        default=None, ge=1, description="High nights in a row that trip; default 3 (reports)"
+    )
+    no_zero_window: Span | None = Field(
+        default=None,
+        description="Local window in which the flow must touch zero; default: "
+        "reports.water.no_zero_window (00:00-06:00)",
+    )
+    no_zero_nights: int | None = Field(
+        default=None,
+        ge=1,
+        description="Nights in a row without zero flow that trip; default 2 (reports)",
+    )
+    clear_nights: int | None = Field(
+        default=None, ge=1, description="Clean nights in a row that clear; default 2 (reports)"
+    )
+    gap_polls: float | None = Field(
+        default=None,
+        gt=0,
+        description="A flow sample covers at most this many poll intervals; default: "
+        "reports.water.gap_polls",
+    )
+
+    @field_validator("rolling")
+    @classmethod
+    def _sane_rolling(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and not timedelta(minutes=1) <= v <= timedelta(hours=12):
+            raise ValueError("must be between 1m and 12h")
+        return v
+
+    @field_validator("for_")
+    @classmethod
+    def _nights_not_for(cls, v: timedelta) -> timedelta:
+        if v != timedelta(0):
+            raise ValueError("a night_flow rule counts nights: use 'leak_nights', not 'for'")
+        return v
+
+
+def _default_kind(v: Any) -> Any:
+    if isinstance(v, dict) and "kind" not in v:
+        return {**v, "kind": DEFAULT_RULE_KIND}
+    return v
+
+
+AnyRule = ThresholdRule | RateRule | StateRule | NightFlowRule
+Rule = Annotated[AnyRule, Field(discriminator="kind"), BeforeValidator(_default_kind)]
 
 
 class Person(_Model):
@@ -548,6 +959,11 @@ class Person(_Model):
     language: Literal["zh-CN", "en"] | None = Field(
         default=None, description="Language of messages to this person; default: the site's"
     )
+    contacts: list[str] = Field(
+        default_factory=list,
+        description="Ids of the channels (under 'channels') that reach this person, e.g. "
+        "[wecom-ops, mail]; an e-mail channel needs 'email'",
+    )
 
 
 class OnCall(_Model):
@@ -555,29 +971,19 @@ class OnCall(_Model):
     fallback: str | None = Field(
         default=None, description="Person id paged when no rotation covers the time"
     )
+    rotations: list[Rotation] = Field(
+        default_factory=list,
+        description="Who is on call when: members take turns, handing off daily or weekly",
+    )
+    overrides: list[Override] = Field(
+        default_factory=list,
+        description="Times someone else is on call instead (holidays, swaps); they beat the "
+        "rotations",
+    )
 
 
 MQTT_TEMPLATE_FIELD = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 MqttFormat = Literal["json", "number", "influx_line"]
-
-
-def _protocol(v: Any) -> Any:
-    # YAML reads `protocol: 5` as a number and `protocol: 3.1.1` as text.
-    return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
-
-
-class MqttTls(_Model):
-    ca_file: Path | None = Field(
-        default=None, description="CA certificates (PEM) to verify the broker; default: system"
-    )
-    cert_file: Path | None = Field(
-        default=None, description="Client certificate (PEM), for brokers that require one"
-    )
-    key_file: Path | None = Field(default=None, description="Private key of the client certificate")
-    verify: bool = Field(
-        default=True,
-        description="Verify the broker's certificate and host name; turn off only for testing",
-    )
 
 
 class MqttField(_Model):
@@ -701,12 +1107,9 @@ class MqttSubscription(_Model):
         return self
 
 
-class MqttSettings(_Model):
-    host: str = Field(description="Broker host name or IP address")
-    port: int = Field(default=1883, ge=1, le=65535, description="Broker port (8883 for TLS)")
-    protocol: Annotated[Literal["3.1.1", "5"], BeforeValidator(_protocol)] = Field(
-        default="5", description="MQTT protocol version: 3.1.1 or 5"
-    )
+class MqttSettings(BrokerSettings):
+    """The MQTT collector: the broker connection and what to subscribe to."""
+
     client_id: str | None = Field(
         default=None,
         min_length=1,
@@ -714,24 +1117,13 @@ class MqttSettings(_Model):
         description="Client id; must stay the same across restarts for the persistent "
         "session; default facmon-<site id>",
     )
-    username: str | None = Field(default=None, description="User name, if the broker needs one")
     password: SecretStr | None = Field(
         default=None, description="Password; use ${MQTT_PASSWORD}, never a literal"
-    )
-    tls: MqttTls | None = Field(default=None, description="TLS settings; omit for plain TCP")
-    keepalive: Duration = Field(
-        default=timedelta(seconds=60), description="Keep-alive interval of the connection"
     )
     session_expiry: Duration = Field(
         default=timedelta(days=1),
         description="How long the broker keeps the session (and queues QoS 1/2 messages) "
         "while facmon is away (MQTT 5; 3.1.1 brokers use their own setting)",
-    )
-    reconnect_min: Duration = Field(
-        default=timedelta(seconds=1), description="First wait before reconnecting"
-    )
-    reconnect_max: Duration = Field(
-        default=timedelta(seconds=60), description="Longest wait between reconnect attempts"
     )
     max_pending: int = Field(
         default=10_000,
@@ -744,25 +1136,25 @@ class MqttSettings(_Model):
         min_length=1, description="Topics to subscribe to and how to read their messages"
     )
 
-    @field_validator("keepalive")
-    @classmethod
-    def _sane_keepalive(cls, v: timedelta) -> timedelta:
-        if not timedelta(seconds=5) <= v <= timedelta(seconds=65535):
-            raise ValueError("must be between 5s and 65535s")
-        return v
 
-    @field_validator("reconnect_min", "reconnect_max")
-    @classmethod
-    def _sane_backoff(cls, v: timedelta) -> timedelta:
-        if not timedelta(seconds=1) <= v <= timedelta(hours=1):
-            raise ValueError("must be between 1s and 1h (whole seconds)")
-        return v
+class Grafana(_Model):
+    """Where the site's Grafana dashboards live (``facmon grafana export|push``)."""
 
-    @model_validator(mode="after")
-    def _ordered(self) -> MqttSettings:
-        if self.reconnect_min > self.reconnect_max:
-            raise ValueError("reconnect_min must not exceed reconnect_max")
-        return self
+    url: str | None = Field(
+        default=None,
+        description="Address people open Grafana at, e.g. https://grafana.example.com; links "
+        "from a ticket to its device's panel use it; default: no links",
+    )
+    folder: str | None = Field(
+        default=None, description="Title of the site's dashboard folder; default: the site name"
+    )
+    datasource_env_prefix: str = Field(
+        default="INFLUX",
+        pattern=r"^[A-Z][A-Z0-9_]*$",
+        description="Grafana's provisioning files read the datasource's URL, bucket (1.x: "
+        "database) and token from its environment variables <prefix>_URL, <prefix>_BUCKET and "
+        "<prefix>_TOKEN (<prefix>_USER and <prefix>_PASSWORD for 1.x)",
+    )
 
 
 class SiteConfig(_Model):
@@ -776,15 +1168,49 @@ class SiteConfig(_Model):
     storage: Storage = Field(default_factory=Storage, description="Where readings are stored")
     api: Api = Field(default_factory=Api, description="The HTTP API")
     tickets: Tickets = Field(default_factory=Tickets, description="The ticket database")
-    rules: list[ThresholdRule] = Field(default_factory=list, description="Alert rules")
+    rules: list[Rule] = Field(
+        default_factory=list,
+        description="Alert rules, each of a 'kind': threshold (the default), rate, state or "
+        "night_flow",
+    )
+    default_rules: bool = Field(
+        default=False,
+        description="Also apply facmon's shipped default rules (alerts/default_rules.yaml: shaft "
+        "over-temperature, phase current over rating, elevator fault, entrapment and out of "
+        "service, night-flow leak); a site rule with the same id replaces the default one",
+    )
     oncall: OnCall = Field(default_factory=OnCall, description="Who gets paged")
+    channels: list[Channel] = Field(
+        default_factory=list,
+        description="How notifications are delivered: webhook, wecom, dingtalk, feishu, email "
+        "or mqtt; people list the ids that reach them in 'contacts'",
+    )
+    escalation: Escalation = Field(
+        default_factory=Escalation, description="Who is paged about a ticket, and when (E1-E8)"
+    )
     mqtt: MqttSettings | None = Field(
         default=None, description="MQTT broker and subscriptions; omit when nothing uses MQTT"
+    )
+    uplink: UplinkSettings | None = Field(
+        default=None,
+        description="Edge role: also publish every stored sample to a central broker "
+        "(buffered on disk while it is unreachable); omit for a standalone site",
+    )
+    ingest: IngestSettings | None = Field(
+        default=None,
+        description="Central role: where `facmon ingest` workers read the edges' batches",
     )
     tariffs: list[Tariff] = Field(
         default_factory=list, description="Electricity tariffs (time-of-use, versioned)"
     )
     reports: Reports = Field(default_factory=Reports, description="Report settings")
+    grafana: Grafana = Field(
+        default_factory=Grafana, description="Grafana dashboards generated from this config"
+    )
+    maintenance: Maintenance = Field(
+        default_factory=Maintenance,
+        description="Preventive maintenance schedules (T8): recurring jobs that open tickets",
+    )
 
     # Paths with their defaults resolved against data_dir.
     @property
@@ -794,6 +1220,11 @@ class SiteConfig(_Model):
     @property
     def outbox_path(self) -> Path:
         return self.storage.outbox.path or self.data_dir / "outbox.db"
+
+    @property
+    def uplink_buffer_path(self) -> Path:
+        path = None if self.uplink is None else self.uplink.buffer_path
+        return path or self.data_dir / "uplink.db"
 
     @property
     def tickets_url(self) -> str:

@@ -8,13 +8,26 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from alerts.conditions import enum_of, state_codes
 from collector.planner import apply_overrides, override_problems, polled_registers
 from collector.profile import BIT_TABLES, Profile, ProfileError, load_profile
 from collector.transport import connection_key
 from config.loader import Loc
-from config.models import ModbusRtuSource, ModbusSource, MqttSource, RegisterOverride, Source
+from config.models import (
+    AnyRule,
+    Device,
+    ModbusRtuSource,
+    ModbusSource,
+    MqttSource,
+    RegisterOverride,
+    Rule,
+    Source,
+    StateRule,
+)
+from facmon.selfmetrics import reserved_device_check
 
 _SOURCE: TypeAdapter[ModbusSource | MqttSource] = TypeAdapter(Source)
+_RULE: TypeAdapter[AnyRule] = TypeAdapter(Rule)
 _LINE_FIELDS = ("baudrate", "parity", "bytesize", "stopbits")
 
 
@@ -143,4 +156,44 @@ def mqtt_check(data: Any) -> Iterable[tuple[Loc, str]]:
             )
 
 
-CHECKS = (profile_check, bus_check, mqtt_check)
+def state_rule_check(data: Any) -> Iterable[tuple[Loc, str]]:
+    """The states a state rule names exist in the enum of every device it selects (its
+    profile with the device's overrides); devices without a profile need codes."""
+    devices: list[Device] = []
+    for dev in _devices(data):
+        try:
+            devices.append(Device.model_validate(dev))
+        except ValidationError:
+            continue  # the model validation reports it
+    rules = data.get("rules") if isinstance(data, dict) else None
+    for i, raw in enumerate(rules if isinstance(rules, list) else []):
+        try:
+            rule = _RULE.validate_python(raw)
+        except ValidationError:
+            continue
+        if not isinstance(rule, StateRule):
+            continue
+        field = "in" if rule.in_ is not None else "not_in"
+        reported: set[str] = set()
+        for device in devices:
+            if not rule.select.matches(device):
+                continue
+            names = enum_of(device, rule.metric)
+            _, unknown = state_codes(rule, names)
+            for name in unknown:
+                if name in reported:
+                    continue
+                reported.add(name)
+                j = rule.values.index(name)
+                if names:
+                    known = ", ".join(names.values())
+                    why = f"device '{device.id}' has no state '{name}' of {rule.metric} ({known})"
+                else:
+                    why = (
+                        f"device '{device.id}' has no named states of {rule.metric} (no enum "
+                        f"in its profile): give the state's code, e.g. 7"
+                    )
+                yield ("rules", i, field, j), why
+
+
+CHECKS = (profile_check, bus_check, mqtt_check, state_rule_check, reserved_device_check)

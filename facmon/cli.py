@@ -7,28 +7,24 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from facmon import __version__
-
-if TYPE_CHECKING:
-    from config import SiteConfig
+from facmon.cliargs import DEMO_DATA_DIR, add_group, add_site_args, load_site, site_from_args
 
 log = logging.getLogger("facmon")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-    )
-    # pymodbus logs every failed request at ERROR; the collector logs failures once per episode.
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    # Alembic narrates every plugin and migration step at INFO; a user needs its warnings.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _setup_logging(level: str, fmt: str | None = None) -> None:
+    from facmon.logs import resolve_format, setup_logging
+
+    try:
+        chosen = resolve_format(fmt)
+    except ValueError as e:
+        raise SystemExit(f"facmon: {e}") from None
+    setup_logging(level, chosen)
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -45,7 +41,27 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
             print(f"{path}: {n} problem{'s' if n != 1 else ''}", file=sys.stderr)
         else:
             print(f"{path}: OK")
+            for line in _default_rule_lines(path):
+                print(line)
     return 1 if failed else 0
+
+
+def _default_rule_lines(path: Path) -> list[str]:
+    """Which shipped default rules a valid config runs, on how many devices."""
+    from alerts.default_rules import default_rule_use
+    from config import load_config
+    from facmon.checks import CHECKS
+
+    out = []
+    for use in default_rule_use(load_config(path, checks=CHECKS)):
+        n = len(use.devices)
+        what = (
+            "replaced by the site's rule of that id"
+            if use.replaced
+            else f"{n} device{'s' if n != 1 else ''}"
+        )
+        out.append(f"  default rule {use.rule.id} ({use.rule.kind}): {what}")
+    return out
 
 
 def _cmd_config_sample(args: argparse.Namespace) -> int:
@@ -55,22 +71,10 @@ def _cmd_config_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(path: Path) -> SiteConfig | None:
-    """The config at ``path`` with every check, or None after printing every problem."""
-    from config import ConfigError, load_config
-    from facmon.checks import CHECKS
-
-    try:
-        return load_config(path, checks=CHECKS)
-    except ConfigError as e:
-        print(e, file=sys.stderr)
-        return None
-
-
 def _cmd_influx_init(args: argparse.Namespace) -> int:
     from store.influx import init_influx
 
-    cfg = _load(args.config)
+    cfg = load_site(args.config)
     if cfg is None:
         return 2
     if cfg.storage.influxdb is None:
@@ -80,17 +84,45 @@ def _cmd_influx_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _install_stop(stop: asyncio.Event) -> None:
+def _install_stop(stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
+    """SIGINT and SIGTERM stop cleanly (collector, then the outbox flushed to the store, then
+    the stores closed; exit status 0); SIGHUP sets ``reload``, or is ignored without one
+    (rather than killing the process, SIGHUP's default)."""
     loop = asyncio.get_running_loop()
+
+    def stopping(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.info("%s: already stopping", sig.name)
+        else:
+            log.info("%s: stopping", sig.name)
+        stop.set()
+
+    def reloading() -> None:
+        if reload is None:
+            log.warning("SIGHUP: this process has no config file to reload; ignored")
+        else:
+            log.info("SIGHUP: reloading the config")
+            reload.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping, sig)
+    if hasattr(signal, "SIGHUP"):
+        loop.add_signal_handler(signal.SIGHUP, reloading)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from facmon.runtime import Pipeline, api_tokens, bind_socket
+    from facmon.runtime import ROLES, Pipeline, api_tokens, bind_socket
 
-    cfg = _load(args.config)
+    cfg = load_site(args.config)
     if cfg is None:
+        return 2
+    roles = frozenset(ROLES if args.role == "all" else (args.role,))
+    if roles != frozenset(ROLES) and cfg.storage.backend == "embedded":
+        print(
+            f"facmon run --role {args.role}: the embedded store can be open in one process "
+            "only; a split into collector and api processes needs storage.backend influxdb",
+            file=sys.stderr,
+        )
         return 2
     tokens, generated = api_tokens(cfg)
     host = args.host or cfg.api.host
@@ -98,17 +130,59 @@ def _cmd_run(args: argparse.Namespace) -> int:
     sock = bind_socket(host, port)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        _install_stop(stop)
-        pipeline = Pipeline.build(cfg)
-        print(f"facmon {__version__}: {cfg.site.name}, {len(cfg.devices)} devices")
+        stop, reload = asyncio.Event(), asyncio.Event()
+        _install_stop(stop, reload)
+        pipeline = Pipeline.build(cfg, config_path=args.config.resolve(), roles=roles)
+        doing = "" if args.role == "all" else f" (role {args.role})"
+        print(f"facmon {__version__}: {cfg.site.name}, {len(cfg.devices)} devices{doing}")
         print(f"  API: http://{host}:{sock.getsockname()[1]}  (docs at /docs)")
         if generated:
             print(f"  token: {generated}  (no token configured; set FACMON_API_TOKEN)")
-        await pipeline.serve(sock, tokens, stop)
+        await pipeline.serve(sock, tokens, stop, reload=reload)
 
-    asyncio.run(main())
+    _run_event_loop(main())
     return 0
+
+
+def _run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run`` on uvloop when it is installed (a runtime dependency except on Windows):
+    a Modbus request costs the collector ~30% less CPU there; asyncio's own loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    import threading
+
+    from facmon.ingest import WORKER_ID, run_ingest
+
+    path = args.config_opt or args.config
+    if path is None:
+        print("facmon ingest: give the site config (CONFIG or --config FILE)", file=sys.stderr)
+        return 2
+    if not WORKER_ID.match(args.worker):
+        print(
+            f"facmon ingest: --worker {args.worker!r}: 1-8 letters, digits, '_' or '-'",
+            file=sys.stderr,
+        )
+        return 2
+    cfg = load_site(path)
+    if cfg is None:
+        return 2
+    if cfg.ingest is None:
+        print(f"{path}: no 'ingest' block: nothing to consume", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no reload: restart the worker instead
+    return run_ingest(cfg, args.worker, stop, status_file=args.status_file)
 
 
 def _cmd_modbus_plan(args: argparse.Namespace) -> int:
@@ -120,7 +194,7 @@ def _cmd_modbus_plan(args: argparse.Namespace) -> int:
     from collector.transport import describe_source
     from config.models import MqttSource
 
-    cfg = _load(args.config)
+    cfg = load_site(args.config)
     if cfg is None:
         return 2
     known = [d.id for d in cfg.devices]
@@ -199,6 +273,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         history_days=args.history_days,
         fault_after=args.fault_after,
         seed=args.seed,
+        escalate_after=args.escalate_after,
+        mqtt_broker=args.mqtt_broker,
     )
 
 
@@ -214,15 +290,9 @@ def _cmd_report_monthly(args: argparse.Namespace) -> int:
     from reports import Period, ReportContext
     from reports.monthly import build_monthly, render
 
-    if args.config is not None:
-        cfg = _load(args.config)
-        if cfg is None:
-            return 2
-    else:
-        from facmon.demo import demo_config
-
-        cfg = demo_config(Path(args.data_dir).resolve())
-        print(f"no --config: reporting on the demo site in {cfg.data_dir}", file=sys.stderr)
+    cfg = site_from_args(args, "reporting on")
+    if cfg is None:
+        return 2
     try:
         period = Period.parse_month(args.month, ZoneInfo(cfg.site.timezone))
     except ValueError as e:
@@ -239,7 +309,7 @@ def _cmd_report_monthly(args: argparse.Namespace) -> int:
     except Exception as e:  # e.g. DuckDB's lock while 'facmon run' or the demo holds the file
         print(f"cannot open the store: {e}", file=sys.stderr)
         return 2
-    tickets = TicketStore(cfg.tickets_url)
+    tickets = TicketStore.for_site(cfg)
     bar: Progress | None = None
 
     def progress(done: int, total: int, note: str) -> None:
@@ -268,6 +338,37 @@ def _cmd_report_monthly(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_oncall(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from facmon import oncall_view
+
+    cfg = site_from_args(args, "on-call of")
+    if cfg is None:
+        return 2
+    known = [r.id for r in cfg.oncall.rotations]
+    if args.rotation is not None and args.rotation not in known:
+        listing = ", ".join(known) if known else "none"
+        print(f"no rotation '{args.rotation}'; rotations: {listing}", file=sys.stderr)
+        return 2
+    if not 1 <= getattr(args, "days", 1) <= 366:
+        print("--days: must be 1..366", file=sys.stderr)
+        return 2
+    tz = ZoneInfo(cfg.site.timezone)
+    try:
+        at = oncall_view.parse_when(args.at, tz, datetime.now(UTC))
+    except ValueError as e:
+        print(f"--{'at' if args.oncall_command == 'who' else 'from'}: {e}", file=sys.stderr)
+        return 2
+    view = oncall_view.View(cfg, tz, at, sys.stdout)
+    if args.oncall_command == "who":
+        return oncall_view.who(view, args.rotation)
+    if args.oncall_command == "schedule":
+        return oncall_view.schedule(view, args.days, args.rotation)
+    return oncall_view.gaps(view, args.days, args.rotation)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="facmon",
@@ -284,10 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a simulated building end to end (collection, storage, alerts, API)",
         description="Start a simulated building (Modbus servers on loopback for power meters, "
         "elevators and water meters), poll it, store every sample in the embedded store, open "
-        "a ticket when the simulator injects an elevator fault, and serve the API. On first "
+        "a ticket when the simulator traps a passenger in a lift, page the technician on call "
+        "(and the supervisor when nobody acknowledges), and serve the API. On first "
         "start it back-fills history so reports have data at once. Ctrl-C stops cleanly.",
     )
-    d.add_argument("--data-dir", default="facmon-data/demo", help="where the demo keeps its files")
+    d.add_argument("--data-dir", default=DEMO_DATA_DIR, help="where the demo keeps its files")
     d.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
     d.add_argument("--port", type=int, default=8000, help="API port (default 8000; 0 = any)")
     d.add_argument(
@@ -304,21 +406,127 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds after start when the simulator injects an elevator fault (default 60)",
     )
     d.add_argument("--seed", type=int, default=1, help="simulator random seed")
+    d.add_argument(
+        "--escalate-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long the P1 chain waits for an acknowledgement before paging the supervisor "
+        "(default: the demo site's 2 minutes)",
+    )
+    d.add_argument(
+        "--mqtt-broker",
+        default=None,
+        metavar="HOST:PORT",
+        help="broker the simulated MQTT sensors publish to and facmon subscribes at (default: "
+        "a mosquitto the demo starts on loopback)",
+    )
     d.set_defaults(func=_cmd_demo)
 
     r = sub.add_parser(
         "run",
         help="run collection, storage, alerts and the API for a site config",
         description="Poll the devices of CONFIG, write every sample through the durable outbox "
-        "to the configured store, evaluate alert rules and serve the API until SIGINT/SIGTERM.",
+        "to the configured store, evaluate alert rules and serve the API until SIGINT/SIGTERM "
+        "(which flush the outbox to the store before exiting). SIGHUP reloads CONFIG: "
+        "devices, rules and MQTT settings apply at once without losing samples; an invalid "
+        "file is logged and the running config stays.",
     )
     r.add_argument("config", type=Path, help="site config YAML")
     r.add_argument("--host", default=None, help="override api.host")
     r.add_argument("--port", type=int, default=None, help="override api.port")
+    r.add_argument(
+        "--role",
+        choices=["all", "collector", "api"],
+        default="all",
+        help="what this process does (default all). collector: poll the devices, store, "
+        "evaluate alerts on that stream and page, serving only /health and /metrics; api: "
+        "serve the API and console from the store and ticket database, e.g. several of them "
+        "behind a proxy. A split needs a store and ticket database other processes can "
+        "reach (InfluxDB, PostgreSQL)",
+    )
     r.set_defaults(func=_cmd_run)
 
-    c = sub.add_parser("config", help="check a site config or print a sample")
-    csub = c.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    ing = sub.add_parser(
+        "ingest",
+        help="central role: store the batches edge facmons publish to a broker",
+        description="Consume the samples that edge facmons (site files with an 'uplink' block) "
+        "publish to the central broker, through the MQTT shared subscription "
+        "$share/<ingest.group>/<ingest.topic>, and write them through a durable outbox to the "
+        "configured store (storage: InfluxDB, or embedded for small setups). Start several "
+        "workers with different --worker ids (on one host or several) and the broker splits the "
+        "messages between them. A message is acknowledged only once its samples are on disk, "
+        "so a killed worker loses nothing: after its restart (same --worker id) it gets what "
+        "the broker held for it. No alert engine runs here (alerts run at the edges) and no "
+        "API (run 'facmon run' on the same site file for the API and reports). SIGINT/SIGTERM "
+        "stop cleanly.",
+        epilog="Example: facmon ingest central.yaml --worker 2   (see OPERATIONS.md, 'Several "
+        "buildings')",
+    )
+    ing.add_argument("config", type=Path, nargs="?", default=None, help="site config YAML")
+    ing.add_argument(
+        "--config",
+        dest="config_opt",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="site config YAML (instead of CONFIG)",
+    )
+    ing.add_argument(
+        "--worker",
+        default="1",
+        metavar="ID",
+        help="this worker's id in the group (default 1): appended to ingest.client_id and "
+        "naming its files under <data_dir>/ingest-<ID>/; keep it stable across restarts",
+    )
+    ing.add_argument(
+        "--status-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write the worker's figures (messages, samples, bad messages, outbox depth) as "
+        "JSON to PATH every second, for monitoring",
+    )
+    ing.set_defaults(func=_cmd_ingest)
+    for sp in (d, r, ing):
+        sp.add_argument(
+            "--log-format",
+            choices=["text", "json"],
+            default=None,
+            help="log lines as text (default) or one JSON object per line (time, level, "
+            "logger, message and fields such as device); env FACMON_LOG_FORMAT",
+        )
+
+    st = sub.add_parser(
+        "status",
+        help="show the health of every component of a running facmon",
+        description="Ask a running facmon (its GET /health) how each component is doing: "
+        "the API, the Modbus collector and each device that is down, MQTT, the store and its "
+        "outbox, the alert engine, the ticket database and the config (last reload). Exits 0 "
+        "when everything is up (or not configured), 1 otherwise, so it can serve as a health "
+        "check.",
+        epilog="Example: facmon status --config site.yaml   (the API address from the "
+        "config's api block)",
+    )
+    st.add_argument("--url", default=None, help="the API's base URL, e.g. http://127.0.0.1:8000")
+    st.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="site config YAML to take the API address from (api.host, api.port) when no "
+        "--url is given; default http://127.0.0.1:8000",
+    )
+    st.add_argument(
+        "--token-env",
+        default="FACMON_API_TOKEN",
+        metavar="NAME",
+        help="environment variable holding a bearer token, sent when set (default "
+        "FACMON_API_TOKEN); /health itself needs none, a proxy in front of it may",
+    )
+    st.add_argument("--json", action="store_true", help="print the whole status as JSON")
+    st.set_defaults(func=_cmd_status)
+
+    csub = add_group(sub, "config", summary="check a site config or print a sample")
     cc = csub.add_parser(
         "check",
         help="validate site config files; report every problem with file, line and field",
@@ -334,8 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cs.set_defaults(func=_cmd_config_sample)
 
-    i = sub.add_parser("influx", help="prepare an InfluxDB target")
-    isub = i.add_subparsers(dest="influx_command", metavar="ACTION", required=True)
+    isub = add_group(sub, "influx", summary="prepare an InfluxDB target")
     ii = isub.add_parser(
         "init",
         help="create the database (1.x) or bucket + DBRP mapping (2.x)",
@@ -346,8 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     ii.add_argument("--config", required=True, type=Path, help="site config YAML")
     ii.set_defaults(func=_cmd_influx_init)
 
-    m = sub.add_parser("modbus", help="inspect how facmon reads Modbus devices")
-    msub = m.add_subparsers(dest="modbus_command", metavar="ACTION", required=True)
+    msub = add_group(sub, "modbus", summary="inspect how facmon reads Modbus devices")
     mp = msub.add_parser(
         "plan",
         help="print the reads one poll of a device sends",
@@ -363,8 +569,12 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--config", required=True, type=Path, help="site config YAML")
     mp.set_defaults(func=_cmd_modbus_plan)
 
-    rp = sub.add_parser("report", help="build reports from the stored readings and tickets")
-    rsub = rp.add_subparsers(dest="report_command", metavar="REPORT", required=True)
+    rsub = add_group(
+        sub,
+        "report",
+        summary="build reports from the stored readings and tickets",
+        metavar="REPORT",
+    )
     rm = rsub.add_parser(
         "monthly",
         help="the monthly management report (HTML, PDF, CSV or JSON)",
@@ -394,19 +604,97 @@ def build_parser() -> argparse.ArgumentParser:
         help="file to write (default: stdout; a PDF for a terminal goes to "
         "SITE-monthly-MONTH-LANG.pdf)",
     )
-    rm.add_argument("--config", type=Path, default=None, help="site config YAML (default: demo)")
-    rm.add_argument(
-        "--data-dir",
-        default="facmon-data/demo",
-        help="where the demo keeps its files, when no --config is given",
-    )
+    add_site_args(rm)
     rm.set_defaults(func=_cmd_report_monthly)
+
+    osub = add_group(
+        sub,
+        "oncall",
+        summary="who is on call, the on-call schedule and its coverage gaps",
+        description="Answer on-call questions from the oncall section of the site config: "
+        "rotations hand off daily or weekly at a local time, overrides beat rotations, and "
+        "when neither covers a time the fallback is paged. Times are in the site's time zone.",
+    )
+    ow = osub.add_parser(
+        "who",
+        help="who is on call now (or at --at), from which source, until when, and how to "
+        "reach them",
+        description="Print who is paged at a time: the person, whether an override, a "
+        "rotation or the fallback puts them on call, since and until when (local time), who "
+        "comes next, and their phone, e-mail and notification channels. Exits 1 when nobody "
+        "is on call.",
+        epilog="Example: facmon oncall who --at '2026-12-24 22:00' --config site.yaml",
+    )
+    ow.add_argument(
+        "--at",
+        default="now",
+        metavar="TIME",
+        help="now (default), HH:MM today, YYYY-MM-DD or 'YYYY-MM-DD HH:MM' in the site's time "
+        "zone, or ISO 8601 with an offset",
+    )
+    osc = osub.add_parser(
+        "schedule",
+        help="list the shifts of the next days",
+        description="List who is on call from --from for --days days, one block per rotation "
+        "(or only --rotation): each shift with its start, end, source (override, rotation, "
+        "fallback or nobody) and person.",
+    )
+    og = osub.add_parser(
+        "gaps",
+        help="warn about times no rotation or override covers",
+        description="Find the times in the next --days days that no override or rotation "
+        "covers, per rotation, and say whether the fallback is paged then. Exits 1 when a gap "
+        "has nobody to page (no oncall.fallback), so it can run from cron or CI to warn in "
+        "advance.",
+    )
+    for sp, days in ((osc, 7), (og, 14)):
+        sp.add_argument(
+            "--days", type=int, default=days, help=f"how many days ahead (default {days})"
+        )
+        sp.add_argument(
+            "--from",
+            dest="at",
+            default="now",
+            metavar="TIME",
+            help="start: now (default), HH:MM, YYYY-MM-DD or 'YYYY-MM-DD HH:MM' local time",
+        )
+    for sp in (ow, osc, og):
+        sp.add_argument("--rotation", default=None, metavar="R", help="only this rotation (its id)")
+        add_site_args(sp)
+        sp.set_defaults(func=_cmd_oncall)
+
+    from dashboards.cli import add_parser as add_grafana_parser
+    from facmon.maintenance_cli import add_parser as add_maintenance_parser
+    from facmon.notify_cli import add_parser as add_notify_parser
+
+    add_grafana_parser(sub)
+    add_maintenance_parser(sub)
+    add_notify_parser(sub)
     return p
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import os
+
+    from facmon.status import run_status, url_from_config
+
+    if args.url:
+        url = args.url
+    elif args.config is not None:
+        try:
+            url = url_from_config(args.config)
+        except (OSError, ValueError) as e:
+            print(f"{args.config}: cannot read the api block: {e}", file=sys.stderr)
+            return 2
+    else:
+        url = "http://127.0.0.1:8000"
+    token = os.environ.get(args.token_env, "").strip() or None
+    return run_status(url, token, args.json, sys.stdout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, getattr(args, "log_format", None))
     rc: int = args.func(args)
     return rc
 

@@ -51,10 +51,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from alerts.engine import CHATTER_WINDOW, AlertEngine, selects
+from alerts.paging import retire
 from alerts.tickets import TicketStore
 from collector.transport import describe_source
 from config import ConfigError, SiteConfig, load_config_text
+from config.escalation import WaitStep
 from facmon.checks import CHECKS
+from facmon.demo_broker import DemoBroker, find_mosquitto
+from facmon.demo_receiver import DemoReceiver
 from facmon.progress import Progress
 from facmon.runtime import Pipeline, api_tokens, bind_socket, open_store
 from reports.period import Period, local_midnight
@@ -67,6 +71,7 @@ from simulator import (
     with_ports,
 )
 from simulator.building import ModelParams
+from simulator.mqtt_sensors import MqttPublisher
 from simulator.technicians import TechnicianTeam
 from store import Reading, Store
 from store.columnar import ReadingBatch
@@ -615,8 +620,48 @@ def _top_up(
 
 async def _inject_fault_later(sim: SimulatedBuilding, device: str, after: float) -> None:
     await asyncio.sleep(after)
-    log.warning("simulator: injecting fault %d on elevator %s", FAULT_CODE, device)
-    sim.inject_fault(device, FAULT_CODE, FAULT_DURATION)
+    log.warning(
+        "simulator: injecting fault %d with a passenger trapped on elevator %s", FAULT_CODE, device
+    )
+    sim.inject_fault(device, FAULT_CODE, FAULT_DURATION, entrapment=True)
+
+
+def with_pager(cfg: SiteConfig, url: str, escalate_after: float | None) -> SiteConfig:
+    """The demo site paging ``url`` (its own receiver) instead of the placeholder in
+    demo_site.yaml; ``escalate_after`` seconds replace the urgent chain's first wait, so the
+    escalation to the supervisor can be watched without waiting minutes."""
+    channels = [c.model_copy(update={"url": url}) if c.id == "pager" else c for c in cfg.channels]
+    chains = list(cfg.escalation.chains)
+    if escalate_after is not None:
+        for i, chain in enumerate(chains):
+            if chain.id != "urgent":
+                continue
+            steps = list(chain.steps)
+            first = next(j for j, st in enumerate(steps) if isinstance(st, WaitStep))
+            steps[first] = WaitStep(wait=timedelta(seconds=escalate_after))
+            chains[i] = chain.model_copy(update={"steps": steps})
+    escalation = cfg.escalation.model_copy(update={"chains": chains})
+    return cfg.model_copy(update={"channels": channels, "escalation": escalation})
+
+
+def with_mqtt(cfg: SiteConfig, broker: tuple[str, int] | None) -> SiteConfig:
+    """The demo site's ``mqtt`` block pointed at ``broker`` (host, port) instead of the
+    placeholder in demo_site.yaml; without a broker, the site without MQTT (no ``mqtt`` block,
+    no MQTT devices), so nothing waits for messages that cannot come."""
+    if cfg.mqtt is None:
+        return cfg
+    if broker is None:
+        devices = [d for d in cfg.devices if d.source.type != "mqtt"]
+        return cfg.model_copy(update={"mqtt": None, "devices": devices})
+    mqtt = cfg.mqtt.model_copy(update={"host": broker[0], "port": broker[1]})
+    return cfg.model_copy(update={"mqtt": mqtt})
+
+
+def _parse_broker(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--mqtt-broker wants HOST:PORT, not {text!r}")
+    return host, int(port)
 
 
 def run_demo(
@@ -626,6 +671,8 @@ def run_demo(
     history_days: int = 430,
     fault_after: float = 60.0,
     seed: int = 1,
+    escalate_after: float | None = None,
+    mqtt_broker: str | None = None,
 ) -> int:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -655,6 +702,11 @@ def run_demo(
     except ConfigError as e:  # a packaging error, not a user error
         print(e)
         return 2
+    try:
+        given_broker = None if mqtt_broker is None else _parse_broker(mqtt_broker)
+    except ValueError as e:
+        print(e)
+        return 2
     sock = bind_socket(host, port)
     tokens, generated = api_tokens(cfg)
 
@@ -668,7 +720,7 @@ def run_demo(
         sim = SimulatedBuilding(cfg, params=demo_params(cfg, measure), seed=int(state["seed"]))
         # The back-filled history goes through the alert engine on this connection; the
         # pipeline opens its own once the history is in.
-        tickets = TicketStore(cfg.tickets_url)
+        tickets = TicketStore.for_site(cfg)
         try:
             if fresh or not stored:
                 reached = await asyncio.to_thread(_first_start, sim, store, state, now, tickets)
@@ -680,10 +732,25 @@ def run_demo(
                     _catch_up, sim, store, state, datetime.now(UTC), last, tickets
                 )
             await asyncio.to_thread(_top_up, sim, store, reached, tickets=tickets)
+            # The replayed history's tickets were never lived: nobody is paged about them.
+            retire(tickets, datetime.now(UTC), "replayed history: not paged")
         finally:
             tickets.close()
         ports = await sim.start()
-        live = with_ports(cfg, ports)
+        # The MQTT sensors' broker: the one given, else a mosquitto of the demo's own.
+        broker: DemoBroker | None = None
+        mqtt_at, mqtt_note = given_broker, "given with --mqtt-broker"
+        mosquitto = find_mosquitto()
+        if mqtt_at is None and mosquitto is not None and sim.mqtt_sensors.probes:
+            broker = DemoBroker(mosquitto, data_dir / "mqtt")
+            mqtt_at = ("127.0.0.1", await asyncio.to_thread(broker.start))
+            mqtt_note = f"mosquitto started by the demo, log {broker.log}"
+        elif mqtt_at is None:
+            mqtt_note = "none: install mosquitto or pass --mqtt-broker HOST:PORT for live MQTT"
+        receiver = DemoReceiver(ZoneInfo(cfg.site.timezone))
+        receiver.start()
+        live = with_pager(with_ports(cfg, ports), receiver.url, escalate_after)
+        live = with_mqtt(live, mqtt_at)
         pipeline = Pipeline.build(live, store=store)
         api = f"http://{host}:{sock.getsockname()[1]}"
         token = generated or os.environ.get("FACMON_API_TOKEN", "<your FACMON_API_TOKEN>")
@@ -698,19 +765,32 @@ def run_demo(
         print(f"  Token    {token}")
         print(f"  Try      curl -H 'Authorization: Bearer {token}' {api}/api/v1/readings/latest")
         print(f"  Data     {data_dir}")
+        print(f"  Pages    printed below as they arrive (webhook receiver {receiver.url})")
+        where = f"{mqtt_at[0]}:{mqtt_at[1]} " if mqtt_at else ""
+        print(f"  MQTT     broker {where}({mqtt_note})")
         if elevators and fault_after >= 0:
             print(
-                f"  In {fault_after:.0f} s the simulator injects a fault on {elevators[0]}: "
-                f"watch {api}/api/v1/tickets"
+                f"  In {fault_after:.0f} s the simulator traps a passenger in {elevators[0]}: "
+                f"a P1 ticket pages the technician on call, and the supervisor when nobody "
+                f"acknowledges; watch {api}/console/tickets"
             )
         print("Press Ctrl-C to stop.")
         extra = [asyncio.create_task(sim.run(), name="simulator")]
         if elevators and fault_after >= 0:
             extra.append(asyncio.create_task(_inject_fault_later(sim, elevators[0], fault_after)))
+        publisher = None
+        if mqtt_at is not None and sim.mqtt_sensors.probes:
+            publisher = MqttPublisher(sim.mqtt_sensors, *mqtt_at)
+            extra.append(asyncio.create_task(publisher.run(), name="mqtt-sensors"))
         try:
             await pipeline.serve(sock, tokens, stop, extra=extra)
         finally:
+            if publisher is not None:
+                publisher.stop()
             await sim.stop()
+            receiver.close()
+            if broker is not None:
+                await asyncio.to_thread(broker.stop)
         print("facmon demo stopped.")
 
     asyncio.run(main())

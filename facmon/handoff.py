@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
+from store.polls import concat_readings
 from store.reading import Reading
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,10 @@ class Handoff:
         self._max_delay = max_delay
         self._max_pending = max_pending
         self._retry_pause = retry_pause
-        self._pending: list[Reading] = []
+        # Polls as they came (PollBatch columns from the Modbus collector): extending one list
+        # of readings would build every Reading on the event loop.
+        self._pending: list[Sequence[Reading]] = []
+        self._pending_n = 0
         self._cond = threading.Condition()
         self._closing = False
         self._failing = False
@@ -49,12 +53,13 @@ class Handoff:
         with self._cond:
             if self._closing:
                 raise RuntimeError("handoff is closed")
-            self._pending.extend(readings)
-            overfull = len(self._pending) >= self._max_pending
+            self._pending.append(readings)
+            self._pending_n += len(readings)
+            overfull = self._pending_n >= self._max_pending
             if overfull:
-                batch, self._pending = self._pending, []
+                parts, self._pending, self._pending_n = self._pending, [], 0
         if overfull:
-            self._ingest(batch)  # back-pressure: the caller pays for the stuck path
+            self._ingest(concat_readings(parts))  # back-pressure: the caller pays
 
     def close(self, timeout: float = 30.0) -> None:
         """Ingest everything queued, then stop the thread."""
@@ -70,14 +75,14 @@ class Handoff:
             with self._cond:
                 if not self._closing:
                     self._cond.wait(self._max_delay)  # gather: fewer, larger fsyncs
-                batch, self._pending = self._pending, []
-            if batch:
-                self._ingest_until_done(batch)
+                parts, self._pending, self._pending_n = self._pending, [], 0
+            if parts:
+                self._ingest_until_done(concat_readings(parts))
             with self._cond:
                 if self._closing and not self._pending:
                     return
 
-    def _ingest_until_done(self, batch: list[Reading]) -> None:
+    def _ingest_until_done(self, batch: Sequence[Reading]) -> None:
         while True:
             try:
                 self._ingest(batch)

@@ -29,22 +29,23 @@ A period that is still running ends at ``rc.clock()``; events from then on are i
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
+from alerts.preventive import is_preventive
 from alerts.tickets import (
     OPEN_STATUSES,
     SLA_BY_PRIORITY,
     SYSTEM_ACTOR,
     TICKET_MOVES,
+    Priority,
     TicketDetail,
     TicketRecord,
     TicketStatus,
-    due_time,
 )
 from reports.context import ReportContext
 from reports.period import Period
@@ -208,7 +209,10 @@ class _History:
     reopened: list[datetime] = field(default_factory=list)
 
 
-def _replay(detail: TicketDetail, until: datetime) -> _History:
+_Due = Callable[[datetime, Priority, str], datetime]
+
+
+def _replay(detail: TicketDetail, until: datetime, sla_due: _Due) -> _History:
     """The ticket as it stood just before ``until``, replayed from its events."""
     t = detail.ticket
     h = _History(t)
@@ -219,7 +223,7 @@ def _replay(detail: TicketDetail, until: datetime) -> _History:
     def begin(at: datetime) -> None:
         # The newest repair's deadline is the stored one (priority raises included); earlier
         # repairs get the SLA of the ticket's priority from their own start.
-        due = t.due_at if at == last_start else due_time(at, t.priority)
+        due = t.due_at if at == last_start else sla_due(at, t.priority, t.fault_class)
         h.repairs.append(_Repair(t, at, due))
 
     if t.created_at < until:
@@ -312,11 +316,14 @@ def maintenance_report(
         return t is not None and t0 <= t < as_of
 
     histories = [
-        _replay(d, as_of) for d in rc.tickets.tickets_touching(t0, as_of, building=building)
+        _replay(d, as_of, rc.tickets.due)
+        for d in rc.tickets.tickets_touching(t0, as_of, building=building)
     ]
 
     opened = [h for h in histories if inside(h.ticket.created_at)]
     resolved = [r for h in histories for r in h.repairs if inside(r.resolved)]
+    # T6/T7 measure repairs: planned preventive jobs keep their own category rows only.
+    corrective = [r for r in resolved if not is_preventive(r.ticket.fault_class)]
     acked = [h.acked - h.ticket.created_at for h in opened if h.acked is not None]
     backlog = [h for h in histories if h.status in OPEN_STATUSES]
     reopenings = [(h.ticket, at) for h in histories for at in h.reopened if inside(at)]
@@ -388,18 +395,18 @@ def maintenance_report(
         opened=OpenedOut(
             total=len(opened), by_priority=_by_priority(h.ticket.priority for h in opened)
         ),
-        timeliness=TimelinessOut.model_validate(_timeliness(resolved, target)),
+        timeliness=TimelinessOut.model_validate(_timeliness(corrective, target)),
         response=ResponseOut(
             acknowledged=len(acked),
             unacknowledged=len(opened) - len(acked),
             mtta_h=_mean_h(acked),
         ),
         repair_time=RepairTimeOut(
-            repairs=len(resolved),
-            mttr_gross_h=_mean_h([_gross(r) for r in resolved]),
-            mttr_net_h=_mean_h([_gross(r) - r.hold for r in resolved]),
-            on_hold_h=_hours(sum((r.hold for r in resolved), timedelta(0))),
-            auto_resolved=sum(1 for r in resolved if r.resolved_by == SYSTEM_ACTOR),
+            repairs=len(corrective),
+            mttr_gross_h=_mean_h([_gross(r) for r in corrective]),
+            mttr_net_h=_mean_h([_gross(r) - r.hold for r in corrective]),
+            on_hold_h=_hours(sum((r.hold for r in corrective), timedelta(0))),
+            auto_resolved=sum(1 for r in corrective if r.resolved_by == SYSTEM_ACTOR),
         ),
         categories=categories,
         backlog=BacklogOut(

@@ -3,6 +3,9 @@
 Every device of the site config whose source is ``modbus_tcp`` gets a behaviour model chosen by
 ``device.kind`` and a register image laid out by its profile; register contents are written
 with :func:`collector.codec.encode`, so the collector decodes exactly what the model produced.
+MQTT sensors (an ``mqtt`` source with ``tags.probe``) are simulated by
+:mod:`simulator.mqtt_sensors` instead (``SimulatedBuilding.mqtt_sensors``), which publishes
+them to a broker; their history comes with the rest.
 
 Gateways: devices with the same ``(host, port)`` in the config share one server and answer as
 different unit ids, like meters on one RS-485 line behind a serial-to-Ethernet gateway. The
@@ -54,6 +57,7 @@ from simulator.models import (
     WaterMeterModel,
     WaterMeterParams,
 )
+from simulator.mqtt_sensors import MqttSensors, simulated_by_mqtt
 from simulator.noise import LocalClock
 from store.columnar import SCHEMA, ReadingBatch, tags_json
 from store.reading import Quality, Reading, to_us
@@ -137,6 +141,8 @@ def default_params(config: SiteConfig) -> dict[str, ModelParams]:
     out: dict[str, ModelParams] = {}
     first_water = True
     for d in config.devices:
+        if simulated_by_mqtt(d):
+            continue  # simulator.mqtt_sensors: no parameters
         b = buildings.get(d.location.building)
         if b is None:
             raise ValueError(
@@ -436,13 +442,19 @@ class SimulatedBuilding:
             chosen[dev_id] = p
         self._units: dict[str, _Unit] = {}
         self._groups: dict[tuple[str, int], list[_Unit]] = {}
-        unsupported = [d.id for d in config.devices if d.kind not in _MODELS]
+        # MQTT sensors publish to a broker rather than answer polls: simulated apart.
+        self.mqtt_sensors = MqttSensors(config, seed)
+        unsupported = [
+            d.id for d in config.devices if d.kind not in _MODELS and not simulated_by_mqtt(d)
+        ]
         if unsupported:
             raise ValueError(
                 f"no behaviour model for device(s) {', '.join(unsupported)} "
                 f"(kinds with a model: {', '.join(_MODELS)})"
             )
         for d in config.devices:
+            if simulated_by_mqtt(d):
+                continue
             if not isinstance(d.source, ModbusTcpSource):
                 raise ValueError(
                     f"device {d.id!r}: the simulator serves Modbus TCP only, not {d.source.type}"
@@ -539,7 +551,8 @@ class SimulatedBuilding:
         Each batch holds, per device, every numeric metric of its profile -- decoded from the
         register words the collector would read, with the profile's units and the device's tags
         -- plus ``device_up`` = 1; with ``metrics`` only those (``device_up`` included only if
-        named). Counters carry on from the last batch into live updates after ``end``, whatever
+        named); the MQTT sensors' readings (:mod:`simulator.mqtt_sensors`) are in them too.
+        Counters carry on from the last batch into live updates after ``end``, whatever
         the step. The models must not already be past ``start``: call this before
         :meth:`update` (or with ``start`` at or after the last update).
 
@@ -610,6 +623,7 @@ class SimulatedBuilding:
                 for u, slots, up in units:
                     u.model.advance(ts)
                     batch.extend(u.readings(t, slots, up))
+                batch.extend(self.mqtt_sensors.readings(t, metrics))
                 yield batch
                 if dense and t - chunk_from >= POLLED_CHUNK:
                     for u, _, _ in dense:  # a device not in the step batches stands behind

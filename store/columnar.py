@@ -12,17 +12,22 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
+from itertools import chain
 from types import MappingProxyType
 from typing import Any, overload
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
+from store.polls import PollBatch, PollBatches
 from store.reading import EPOCH, Quality, Reading
 
 _TAGS_TYPE = pa.dictionary(pa.int32(), pa.string())
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
+_ONE_US = timedelta(microseconds=1)
 
 # time is microseconds since the epoch (UTC), the precision every backend stores, so the column
 # maps 1:1 onto the embedded store's BIGINT column and a line-protocol timestamp. tags is the
@@ -77,6 +82,91 @@ def _parse_tags(text: str) -> Mapping[str, str]:
     return MappingProxyType(parsed)
 
 
+def _polls_table(polls: Sequence[PollBatch]) -> pa.Table:
+    """The Arrow table of ``polls``; raises :class:`InvalidReadingError` like from_readings."""
+    n = len(polls)
+    lens = np.fromiter((len(p) for p in polls), np.int64, n)
+    total = int(lens.sum())
+    try:
+        times = np.fromiter(((p.time - EPOCH) // _ONE_US for p in polls), np.int64, n)
+        devices = pa.array([p.device for p in polls], pa.string())
+        # Per-poll columns repeated per sample in C: one index per sample, no Python loop.
+        owner = pa.array(np.repeat(np.arange(n, dtype=np.int32), lens))
+        values = np.fromiter(chain.from_iterable(p.values for p in polls), np.float64, total)
+        # bytes() reads IntEnum members in C: 8 ns a sample against 280 for pa.array.
+        qualities = np.frombuffer(b"".join(bytes(p.qualities) for p in polls), np.uint8)
+        tags = _poll_tags([p.tags for p in polls])
+        columns = [
+            pa.array(np.repeat(times, lens)),
+            pc.take(devices, owner),
+            _shared_strings([p.metrics for p in polls], lens, total),
+            pa.array(values),
+            _shared_strings([p.units for p in polls], lens, total),
+            pa.array(qualities),
+            pa.DictionaryArray.from_arrays(pc.take(tags.indices, owner), tags.dictionary),
+        ]
+    except (ValueError, TypeError, OverflowError, AttributeError, pa.ArrowException) as e:
+        raise InvalidReadingError(str(e)) from e
+    for name, col in zip(COLUMNS, columns, strict=True):
+        if col.null_count:
+            raise InvalidReadingError(f"{name} is missing (None) in a reading")
+    if total and int(qualities.max()) > _MAX_QUALITY:
+        raise InvalidReadingError(f"quality must be one of {[int(q) for q in Quality]}")
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+# JSON of the tag mappings of polls, by object: a collector gives each device one immutable tag
+# mapping for its lifetime (PollBatch's contract), so each is serialised once, not in every
+# batch. The entry holds the mapping, so its id cannot be reused while cached.
+_POLL_TAGS: dict[int, tuple[Mapping[str, str], str]] = {}
+_POLL_TAGS_MAX = 100_000
+
+
+def _poll_tags(tags: list[Mapping[str, str]]) -> pa.DictionaryArray:
+    """The tags column of polls (one entry per poll), JSON text per distinct tag set."""
+    codes: list[int] = []
+    pos: dict[int, int] = {}
+    texts: dict[str, int] = {}
+    for t in tags:
+        k = pos.get(id(t))
+        if k is None:
+            hit = _POLL_TAGS.get(id(t))
+            if hit is None or hit[0] is not t:
+                if len(_POLL_TAGS) >= _POLL_TAGS_MAX:
+                    _POLL_TAGS.clear()
+                hit = _POLL_TAGS[id(t)] = (t, tags_json(t))
+            k = pos[id(t)] = texts.setdefault(hit[1], len(texts))
+        codes.append(k)
+    return pa.DictionaryArray.from_arrays(
+        pa.array(codes, pa.int32()), pa.array(list(texts), pa.string())
+    )
+
+
+def _shared_strings(
+    parts: Sequence[Sequence[str]], lens: npt.NDArray[np.int64], total: int
+) -> pa.Array:
+    """One string column of the polls' ``parts``, each distinct sequence object converted once.
+
+    The collector hands every poll of a device the same metrics and units tuples, so a batch
+    holds few distinct ones: converting those and gathering by index costs a few ns a sample,
+    against about 120 ns for converting every string.
+    """
+    first: dict[int, int] = {}  # id of a part -> where it starts in uniq (parts are alive)
+    uniq: list[str] = []
+    starts: list[int] = []
+    for part in parts:
+        at = first.get(id(part))
+        if at is None:
+            at = first[id(part)] = len(uniq)
+            uniq.extend(part)
+        starts.append(at)
+    if len(uniq) == total:  # nothing shared: the strings as they are
+        return pa.array(uniq, pa.string())
+    begin = np.cumsum(lens) - lens  # where each poll's samples start in the column
+    shift = np.repeat(np.asarray(starts, np.int64) - begin, lens)
+    return pc.take(pa.array(uniq, pa.string()), pa.array(np.arange(total) + shift))
+
+
 class ReadingBatch(Sequence[Reading]):
     """An immutable batch of readings stored as an Arrow table with :data:`SCHEMA`."""
 
@@ -94,6 +184,10 @@ class ReadingBatch(Sequence[Reading]):
         """Columns of ``readings``; raises :class:`InvalidReadingError` if one cannot be stored."""
         if isinstance(readings, ReadingBatch):
             return readings
+        if isinstance(readings, PollBatch):
+            return cls(_polls_table([readings]))
+        if isinstance(readings, PollBatches):
+            return cls(_polls_table(readings.polls))
         rs = readings if isinstance(readings, list) else list(readings)
         try:
             columns = [

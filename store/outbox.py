@@ -98,8 +98,17 @@ class Outbox:
         if not readings:
             return
         blobs: list[tuple[int, bytes]] = []
+        try:
+            # All at once, then sliced (zero-copy): a columnar batch (the collector's polls)
+            # never becomes Reading objects here.
+            whole: ReadingBatch | None = ReadingBatch.from_readings(readings)
+        except InvalidReadingError:
+            whole = None
         for i in range(0, len(readings), self.chunk_size):
-            batch = self._encode(readings[i : i + self.chunk_size])
+            if whole is not None:
+                batch = whole[i : i + self.chunk_size]
+            else:
+                batch = self._encode(readings[i : i + self.chunk_size])
             if len(batch):
                 blobs.append((len(batch), batch.to_bytes()))
         if not blobs:
@@ -250,6 +259,11 @@ class WriterStats:
     depth: int  # samples waiting in the outbox
     last_error: str | None
     store_up: bool
+    # Time spent in store writes that succeeded: totals for a mean over any span (difference
+    # two snapshots), and the latest one.
+    write_batches: int = 0
+    write_seconds: float = 0.0
+    last_write_ms: float | None = None
 
 
 class DurableWriter:
@@ -277,6 +291,9 @@ class DurableWriter:
         self._flushing = False  # flush() waits: partial batches are due at once until empty
         self._oldest_wait: float | None = None  # monotonic time a queued sample started waiting
         self._written = 0
+        self._write_batches = 0
+        self._write_seconds = 0.0
+        self._last_write_s: float | None = None
         self._retries = 0
         self._dropped_rejected = 0
         self._last_error: str | None = None
@@ -360,6 +377,9 @@ class DurableWriter:
                 depth=self.outbox.depth(),
                 last_error=self._last_error,
                 store_up=self._store_up,
+                write_batches=self._write_batches,
+                write_seconds=self._write_seconds,
+                last_write_ms=None if self._last_write_s is None else self._last_write_s * 1000,
             )
 
     # -- the writer thread -----------------------------------------------------------------
@@ -405,16 +425,27 @@ class DurableWriter:
         return False
 
     def _write_one_batch(self) -> bool:
-        token, batch = self.outbox.take(self.settings.batch_size)
+        n = self.settings.batch_size
+        # Behind by several batches: a store whose cost per write is mostly fixed (the embedded
+        # one: 2x cheaper per sample at 20k than at 5k) catches up in fewer, larger writes.
+        factor = max(1, int(getattr(self.store, "catch_up_batches", 1)))
+        if factor > 1 and self.outbox.depth() >= 2 * factor * n:
+            n *= factor
+        token, batch = self.outbox.take(n)
         if not batch:
             return True
+        started = time.monotonic()
         try:
             written, rejected = self._write_isolating(batch)
         except RetryableStoreError as e:
             return self._failed(e)
+        took = time.monotonic() - started
         self.outbox.ack(token)
         with self._cond:
             self._written += written
+            self._write_batches += 1
+            self._write_seconds += took
+            self._last_write_s = took
             self._dropped_rejected += rejected
             self._rejected_seen.clear()
             if self.outbox.depth() == 0:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import alerts.paging  # registers the escalations and notifications tables)
+import alerts.silences  # noqa: F401  (registers the silences table in metadata)
 from alerts.tickets import metadata
 
 config = context.config

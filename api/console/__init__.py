@@ -80,6 +80,9 @@ def install_console(app: FastAPI, ctx: Context, api_prefix: str) -> None:
             "site": site_name,
             "page": page,
             "labels": LABELS,
+            # Limits the server enforces, so the forms offer only what it will accept.
+            "maxShelveS": int(ctx.config.tickets.max_shelve.total_seconds()),
+            "maxSilenceS": int(ctx.config.tickets.max_silence.total_seconds()),
             **extra,
         }
         html = env.get_template(f"{page}.html").render(
@@ -111,6 +114,14 @@ def install_console(app: FastAPI, ctx: Context, api_prefix: str) -> None:
     @r.get("/tickets/{ticket_id}", response_class=HTMLResponse)
     def ticket(ticket_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)]) -> HTMLResponse:
         return render("ticket", ticketId=ticket_id)
+
+    @r.get("/alerts", response_class=HTMLResponse)
+    def alerts() -> HTMLResponse:
+        return render("alerts")
+
+    @r.get("/silences", response_class=HTMLResponse)
+    def silences() -> HTMLResponse:
+        return render("silences")
 
     @r.get("/devices", response_class=HTMLResponse)
     def devices() -> HTMLResponse:

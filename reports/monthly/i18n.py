@@ -58,6 +58,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "completeness.value": ("完整率", "Completeness"),
     "completeness.worst": ("数据完整率（最低）", "Completeness (lowest meter)"),
     "completeness.none": ("本楼栋未配置表计", "No meters configured in this building"),
+    "completeness.partial": ("{pct}（{hours} 小时）", "{pct} ({hours} h)"),
+    "completeness.in_energy": (
+        "电表的数据完整率见上方「各表计用电量与数据完整率」表。",
+        "The power meters' data completeness is in 'Energy and data completeness per meter' above.",
+    ),
     "kind.power_meter": ("电表", "Power meter"),
     "kind.water_meter": ("水表", "Water meter"),
     "kind.elevator": ("电梯", "Elevator"),
@@ -114,6 +119,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "energy.tou": ("分时电量（尖峰/峰/平/谷）", "Time-of-use split (sharp/peak/flat/valley)"),
     "energy.tou_share": ("{band}时段 {share}", "{band} {share}"),
     "energy.meters": ("各表计用电量", "Energy per meter"),
+    "energy.meters_completeness": (
+        "各表计用电量与数据完整率",
+        "Energy and data completeness per meter",
+    ),
     "energy.meter": ("表计", "Meter"),
     "energy.kwh": ("电量", "Energy"),
     "energy.y": ("电量 (kWh)", "Energy (kWh)"),

@@ -41,6 +41,11 @@ class Table(BaseModel):
     title: str = Field(description="Caption in the report language")
     columns: list[Column]
     rows: list[list[CellValue]] = Field(description="Raw cell values in column order")
+    row_keys: list[str] | None = Field(
+        default=None,
+        description="Stable key of each row (the device id in per-meter tables); null when the "
+        "rows have none",
+    )
 
 
 class Series(BaseModel):

@@ -10,9 +10,11 @@ the site name and month in the header and page numbers in the footer.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,7 +25,15 @@ from markupsafe import Markup
 
 from reports.monthly.charts import svg
 from reports.monthly.i18n import Tr
-from reports.monthly.model import CellValue, Chart, Column, MonthlyReport, Page, Table
+from reports.monthly.model import (
+    CellValue,
+    Chart,
+    Column,
+    MeterCompleteness,
+    MonthlyReport,
+    Page,
+    Table,
+)
 
 Format = Literal["html", "pdf", "csv", "json"]
 FORMATS: tuple[Format, ...] = ("html", "pdf", "csv", "json")
@@ -235,6 +245,59 @@ def page_counter(tr: Tr) -> Markup:
     return Markup(" ".join(parts))
 
 
+LOW_COMPLETENESS = 90.0  # % below which a meter's row is printed in red
+
+
+@dataclass(frozen=True)
+class MeterTables:
+    """A building page's per-meter tables as printed.
+
+    The energy section lists every power meter and the completeness block lists every meter
+    again: on a building of fifty sub-meters that is a hundred rows, and the PDF's time grows
+    with table cells. So the energy table also carries each power meter's completeness, and
+    the completeness block lists only the meters that table does not (water meters, lifts).
+    """
+
+    energy: Table | None  # energy.meters with a completeness column, when merged
+    low: frozenset[int]  # rows of ``energy`` with low completeness
+    rest: list[MeterCompleteness]  # rows for the completeness block
+    merged: bool
+
+
+def meter_tables(page: Page, tr: Tr) -> MeterTables:
+    energy = next((s for s in page.sections if s.key == "energy" and s.available), None)
+    tb = None
+    if energy is not None and page.building is not None:
+        tb = next((t for t in energy.tables if t.key == "energy.meters" and t.row_keys), None)
+    if tb is None or tb.row_keys is None or len(tb.row_keys) != len(tb.rows):
+        return MeterTables(None, frozenset(), list(page.completeness), False)
+    by_device = {m.device: m for m in page.completeness}
+    rows: list[list[CellValue]] = []
+    low: set[int] = set()
+    for i, (key, row) in enumerate(zip(tb.row_keys, tb.rows, strict=True)):
+        m = by_device.get(key)
+        if m is None:
+            rows.append([*row, None])
+            continue
+        # One cell rather than two: the hours only where some are missing.
+        text = tr.pct(m.completeness)
+        if m.hours_with_data != m.hours:
+            text = tr("completeness.partial", pct=text, hours=f"{m.hours_with_data} / {m.hours}")
+        rows.append([*row, text])
+        if m.completeness is not None and m.completeness < LOW_COMPLETENESS:
+            low.add(i)
+    columns = [
+        *tb.columns,
+        Column(key="completeness.value", label=tr("completeness.value"), digits=1),
+    ]
+    merged = tb.model_copy(
+        update={"title": tr("energy.meters_completeness"), "columns": columns, "rows": rows}
+    )
+    shown = set(tb.row_keys)
+    rest = [m for m in page.completeness if m.device not in shown]
+    return MeterTables(merged, frozenset(low), rest, len(rest) < len(page.completeness))
+
+
 @cache
 def _env() -> Environment:
     return Environment(
@@ -250,9 +313,12 @@ def render_html(report: MonthlyReport, *, font_url: str | None = None) -> str:
     """The report as one HTML document. ``font_url`` adds an @font-face for the CJK font."""
     tr = Tr(report.lang, report.currency)
     template = _env().get_template("monthly.html.j2")
+    pages = _pages(report)
     return template.render(
         r=report,
-        pages=_pages(report),
+        pages=pages,
+        meters=[meter_tables(p, tr) for p in pages],
+        low_completeness=LOW_COMPLETENESS,
         tr=tr,
         t=tr,
         svg=lambda c, page: svg(c, tr, uid=f"{page}-{c.key}"),
@@ -273,5 +339,23 @@ def render_pdf(report: MonthlyReport, *, font: Path = CJK_FONT) -> bytes:
     font_url = font.resolve().as_uri() if font.is_file() else None
     html = render_html(report, font_url=font_url)
     fonts = FontConfiguration()
-    pdf: bytes = HTML(string=html, base_url=str(TEMPLATES)).write_pdf(font_config=fonts)
+    with _no_cyclic_gc():
+        pdf: bytes = HTML(string=html, base_url=str(TEMPLATES)).write_pdf(font_config=fonts)
     return pdf
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while WeasyPrint works.
+
+    A report of many meters is hundreds of thousands of live boxes and style dicts, and every
+    collection walks them all: a tenth or more of the PDF's time went there. Reference counting
+    still frees what it can; the cycles left are collected when the collector runs again.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

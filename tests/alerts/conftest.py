@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from alerts import TicketStore
+
 PG_URL = os.environ.get(
     "FACMON_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -42,6 +44,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterat
         return
     with _pg_schema() as url:
         yield url
+
+
+@pytest.fixture
+def tickets(db_url: str) -> Iterator[TicketStore]:
+    """A ticket store on each database of ``db_url``; a test module may define its own."""
+    store = TicketStore(db_url)
+    yield store
+    store.close()
 
 
 @pytest.fixture

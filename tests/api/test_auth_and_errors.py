@@ -142,7 +142,7 @@ def test_unknown_route_and_wrong_method_keep_the_shape(api: Api) -> None:
     err = assert_error(api.get("/api/v1/nothing-here"), 404, "not_found")
     assert err["details"] == []
     assert_error(api.client.get("/nope"), 404, "not_found")
-    resp = api.client.post("/api/v1/tickets", headers={"Authorization": f"Bearer {TOKEN}"})
+    resp = api.client.delete("/api/v1/tickets", headers={"Authorization": f"Bearer {TOKEN}"})
     assert_error(resp, 405, "method_not_allowed")
 
 

@@ -314,6 +314,7 @@ def test_me_names_the_token_its_role_and_the_moves_it_may_make(desk: Desk) -> No
         "hold",
         "resume",
         "resolve",
+        "follow_up",
     }
     assert tech["actions"]["accept"] == ["ASSIGNED", "NEW", "REOPENED"]
     assert tech["actions"]["arrived"] == ["ACCEPTED", "IN_PROGRESS", "ON_HOLD"]

@@ -20,7 +20,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from collector.mqtt import MqttCollector, PayloadError, parse_line_protocol, topic_matches
 from config.loader import load_config_text
@@ -271,6 +275,45 @@ def test_json_number_and_line_protocol_are_mapped_to_readings(
     stats = collector.stats
     assert stats.bad == {} and stats.unknown_devices == {}
     assert stats.received == stats.acked == 6
+
+
+def test_qos_0_1_2_and_messages_with_mqtt5_properties_are_stored(
+    running: list[MqttCollector],
+) -> None:
+    """QoS 0 and 1 messages without properties take the collector's own path from the packet
+    to the mapping; QoS 2 and messages carrying MQTT 5 properties take paho's. Both store."""
+    p = unique()
+    sink = ListSink()
+    subs = f"""\
+    - topic: {p}/+
+      template: {p}/{{device}}
+      qos: 2
+      fields: {{temperature: t}}
+"""
+    collector = start(MqttCollector(site([device("d1")], subs), sink), running)
+    pub = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=unique("pub5"), protocol=MQTTProtocolVersion.MQTTv5
+    )
+    pub.connect(*SHARED)
+    pub.loop_start()
+    try:
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ContentType = "application/json"
+        sent = [
+            pub.publish(f"{p}/d1", json.dumps({"t": 1}), qos=0),
+            pub.publish(f"{p}/d1", json.dumps({"t": 2}), qos=1),
+            pub.publish(f"{p}/d1", json.dumps({"t": 3}), qos=1, properties=props),
+            pub.publish(f"{p}/d1", json.dumps({"t": 4}), qos=2),
+        ]
+        for info in sent:
+            info.wait_for_publish(5)
+        wait_for(lambda: collector.stats.acked == 3, 5, "the QoS 1 and 2 messages acknowledged")
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+    assert sorted(r.value for r in sink.by("temperature")) == [1.0, 2.0, 3.0, 4.0]
+    stats = collector.stats
+    assert (stats.received, stats.stored, stats.bad) == (4, 4, {})
 
 
 def test_bad_payloads_are_counted_logged_at_a_rate_and_acknowledged(

@@ -90,8 +90,8 @@ mqtt:
         "one, e.g. site/#",
         "site.yaml:12 mqtt.protocol: must be one of: 3.1.1, 5 (got '4')",
         "site.yaml:13 mqtt.qos: unknown field 'qos' (expected one of: host, port, protocol, "
-        "client_id, username, password, tls, keepalive, session_expiry, reconnect_min, "
-        "reconnect_max, max_pending, subscriptions)",
+        "username, password, tls, keepalive, reconnect_min, reconnect_max, client_id, "
+        "session_expiry, max_pending, subscriptions)",
         "site.yaml:14 mqtt.keepalive: must be between 5s and 65535s",
         "site.yaml:15 mqtt.password: environment variable MQTT_PASSWORD is not set",
         "site.yaml:18 mqtt.subscriptions[0].qos: must be one of: 0, 1, 2 (got 3)",

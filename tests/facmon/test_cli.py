@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -10,18 +11,18 @@ import pytest
 
 from facmon.cli import build_parser, main
 
-COMMANDS = [
-    [],
-    ["demo"],
-    ["run"],
-    ["config"],
-    ["config", "check"],
-    ["config", "sample"],
-    ["influx"],
-    ["influx", "init"],
-    ["modbus"],
-    ["modbus", "plan"],
-]
+
+def _commands(parser: argparse.ArgumentParser, prefix: list[str]) -> list[list[str]]:
+    """Every command and sub-command the parser knows, so a new one is covered by itself."""
+    out = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out += _commands(sub, [*prefix, name])
+    return out
+
+
+COMMANDS = _commands(build_parser(), [])
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "facmon")
@@ -40,7 +41,10 @@ def test_sample_passes_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[s
     f = tmp_path / "site.yaml"
     f.write_text(sample, encoding="utf-8")
     assert main(["config", "check", str(f)]) == 0
-    assert capsys.readouterr().out.strip() == f"{f}: OK"
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{f}: OK"
+    # The sample turns the shipped default rules on: the check lists them.
+    assert all(line.startswith("  default rule ") for line in out[1:]) and len(out) > 1
 
 
 def test_check_reports_every_problem_with_line(

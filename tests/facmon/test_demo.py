@@ -93,7 +93,7 @@ def _wait_for(pred: Any, timeout: float, what: str, demo: Demo) -> Any:
 
 
 def test_demo_serves_live_readings_tickets_and_energy(demo_dir: Path) -> None:
-    demo = Demo(demo_dir, "--history-days", "3", "--fault-after", "2")
+    demo = Demo(demo_dir, "--history-days", "3", "--fault-after", "2", "--escalate-after", "4")
     try:
         demo.wait_ready()
         ready = datetime.now(UTC)
@@ -126,6 +126,17 @@ def test_demo_serves_live_readings_tickets_and_energy(demo_dir: Path) -> None:
 
         _wait_for(lambda: live_kinds() == kinds, 30, "live readings of all kinds", demo)
 
+        # The MQTT sensors: the simulator publishes them to the broker the demo started, and
+        # the MQTT collector stores them (fresh, so not the back-filled history's 5-min steps).
+        mqtt = {"mall-shaft-busbar", "mall-b2-leak"}
+
+        def live_mqtt() -> set[str]:
+            latest = demo.get("/api/v1/readings/latest", device=sorted(mqtt))
+            rows = latest["items"] if isinstance(latest, dict) else latest
+            return {r["device"] for r in rows if r["age_s"] < 2 * polls[r["device"]]}
+
+        _wait_for(lambda: live_mqtt() == mqtt, 30, "live MQTT sensor readings", demo)
+
         # The back-filled history has tickets already (the simulated team's work of the day
         # at least); the injected elevator fault moves exactly one lift-fault ticket of the
         # first lift: a new one, or an occurrence or reopening of the history's.
@@ -146,6 +157,32 @@ def test_demo_serves_live_readings_tickets_and_energy(demo_dir: Path) -> None:
 
         found = _wait_for(injected, 60, "a ticket from the injected fault", demo)
         assert len(found) == 1
+
+        # The same fault shut a passenger in: one P1 entrapment ticket, which pages the
+        # technician on call through the demo's webhook receiver at once and, with nobody
+        # acknowledging, the supervisor 4 s later; its timeline shows every step.
+        def trapped() -> list[dict[str, Any]]:
+            return [
+                t
+                for t in tickets()
+                if t["device"] == "mall-elevator-1"
+                and t["fault_class"] == "entrapment"
+                and datetime.fromisoformat(t["updated_at"]) > ready
+            ]
+
+        [p1] = _wait_for(trapped, 60, "the entrapment ticket", demo)
+        assert p1["priority"] == "P1"
+
+        def timeline() -> list[str]:
+            detail = demo.get(f"/api/v1/tickets/{p1['id']}")
+            return [e["kind"] for e in detail["events"]]
+
+        _wait_for(lambda: "escalated" in timeline(), 60, "the escalation", demo)
+        kinds = timeline()
+        assert kinds.index("paged") < kinds.index("escalated"), kinds
+        assert kinds.count("delivered") >= 1, kinds
+        _wait_for(lambda: "ESCALATION -> 赵敏" in demo.text(), 30, "the supervisor's page", demo)
+        assert re.search(r"PAGE -> (王强|李娜).*P1", demo.text()), demo.text()
         before = {t["number"]: t for t in tickets()}
 
         # Energy per meter per day from the back-filled history.

@@ -413,3 +413,22 @@ def test_api_route(config: SiteConfig, readings: EmbeddedStore, tickets: TicketS
             assert res.status_code == 400, params
             assert res.json()["error"]["details"][0]["parameter"] == bad
         assert client.get("/api/v1/reports/maintenance").status_code == 401
+
+
+def test_preventive_jobs_are_not_repairs(
+    config: SiteConfig, readings: EmbeddedStore, tickets: TicketStore
+) -> None:
+    """T6/T7: a late preventive job (a schedule's ticket) keeps its own category row but
+    counts in neither repair timeliness nor MTTR."""
+    t0 = S + D
+    fix = tickets.open_or_add_occurrence(req("el-1", "elevator_fault", "A", "major"), t0)
+    tickets.resolve_ticket(fix.id, t0 + 2 * H, "wang")
+    job = tickets.open_or_add_occurrence(req("el-1", "preventive:lift-15d", "A", "minor"), t0 + H)
+    tickets.resolve_ticket(job.id, t0 + 10 * D, "wang")  # far past its 72 h
+    rc = ReportContext(config, readings, tickets, lambda: AFTER)
+    rep = maintenance_report(rc, Period.month(2024, 3, rc.tz)).model_dump(mode="json")
+    assert rep["repair_time"]["repairs"] == 1
+    assert rep["repair_time"]["mttr_gross_h"] == pytest.approx(2.0)
+    assert rep["timeliness"]["resolved"] == 1 and rep["timeliness"]["on_time"] == 1
+    [prev] = [c for c in rep["categories"] if c["fault_class"] == "preventive:lift-15d"]
+    assert prev["resolved"] == 1 and prev["on_time"] == 0

@@ -21,7 +21,7 @@ from collector.modbus import ModbusCollector
 from collector.profile import load_profile
 from collector.tags import device_tags
 from config import load_config
-from config.models import SiteConfig
+from config.models import Device, SiteConfig
 from simulator import DEMO_SITE, SimulatedBuilding, WaterMeterParams, with_ports
 from simulator.building import POLLED_CHUNK, roundtrip
 from simulator.models import ElevatorModel, ElevatorParams, OutdoorSensorModel, PowerMeterModel
@@ -40,6 +40,11 @@ PROFILES = (
 @pytest.fixture(scope="module")
 def demo() -> SiteConfig:
     return load_config(DEMO_SITE)
+
+
+def polled(config: SiteConfig) -> list[Device]:
+    """The devices served over Modbus (the MQTT sensors publish instead)."""
+    return [d for d in config.devices if d.source.type != "mqtt"]
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
@@ -72,8 +77,10 @@ def test_demo_site_config(demo: SiteConfig) -> None:
     assert demo.site.id == "demo"
     assert demo.site.timezone == "Asia/Shanghai"
     kinds = sorted(d.kind for d in demo.devices)
-    assert kinds == ["elevator"] * 2 + ["power_meter"] * 2 + ["sensor"] + ["water_meter"] * 2
-    assert {d.source.profile for d in demo.devices} == set(PROFILES)
+    assert kinds == ["elevator"] * 2 + ["power_meter"] * 2 + ["sensor"] * 3 + ["water_meter"] * 2
+    assert {d.source.profile for d in polled(demo)} == set(PROFILES)
+    mqtt = {d.id: d.tags["probe"] for d in demo.devices if d.source.type == "mqtt"}
+    assert mqtt == {"mall-shaft-busbar": "busbar_temperature", "mall-b2-leak": "water_leak"}
     polls = {d.id: d.poll_interval.total_seconds() for d in demo.devices}
     assert polls == {d.id: 15.0 if d.kind == "elevator" else 5.0 for d in demo.devices}
     lifts = [d for d in demo.devices if d.kind == "elevator"]
@@ -83,6 +90,7 @@ def test_demo_site_config(demo: SiteConfig) -> None:
     assert rules == {
         "elevator-fault": ("fault_code", 0, "major", "elevator_fault", False),
         "elevator-entrapment": ("entrapment", 0, "critical", "entrapment", True),
+        "shaft-busbar-over-temperature": ("temperature", 70, "major", "overtemp", True),
     }
     assert demo.reports.water.price_per_m3 > 0  # leak costs in money
     assert demo.oncall.fallback == demo.oncall.people[0].id
@@ -155,7 +163,11 @@ def test_history_readings_look_like_the_collectors(demo: SiteConfig) -> None:
     for r in first:
         by_device[r.device][r.metric] = r
     assert set(by_device) == {d.id for d in demo.devices}
-    for dev in demo.devices:
+    # The MQTT sensors' history comes in the same step batches.
+    assert by_device["mall-shaft-busbar"]["temperature"].unit == "°C"
+    assert 25 < by_device["mall-shaft-busbar"]["temperature"].value < 70
+    assert by_device["mall-b2-leak"]["leak"].value in (0.0, 1.0)
+    for dev in polled(demo):
         profile = load_profile(dev.source.profile)
         got = by_device[dev.id]
         assert set(got) == {r.metric for r in profile.registers} | {"device_up"}
@@ -319,7 +331,7 @@ def test_history_of_35_days_is_fast(demo: SiteConfig) -> None:
     started = time.perf_counter()
     n = sum(len(b) for b in sim.history(NOW - timedelta(days=35), NOW, timedelta(minutes=5)))
     took = time.perf_counter() - started
-    assert n == 35 * 288 * (2 * 12 + 2 * 13 + 2 * 3 + 3)
+    assert n == 35 * 288 * (2 * 12 + 2 * 13 + 2 * 3 + 3 + 2)  # + 2 MQTT sensors
     assert took < 15.0  # typically 3-5 s; generous for a loaded CI machine
 
 
@@ -349,8 +361,8 @@ def test_served_registers_decode_to_the_model_values(demo: SiteConfig) -> None:
         sim = SimulatedBuilding(demo, seed=2)
         ports = await sim.start(now=NOW, free_ports=True)
         try:
-            assert set(ports) == {d.id for d in demo.devices}
-            for dev in demo.devices:
+            assert set(ports) == {d.id for d in polled(demo)}
+            for dev in polled(demo):
                 got = await read_device(ports[dev.id], dev.source.unit_id, dev.source.profile)
                 assert got == sim.values(dev.id)
                 model = sim.model(dev.id).values()
@@ -430,10 +442,10 @@ def test_the_collector_reads_the_building_through_with_ports(demo: SiteConfig) -
         sim = SimulatedBuilding(demo)
         ports = await sim.start(now=NOW, free_ports=True)
         live = with_ports(demo, ports)
-        assert [d.source.port for d in live.devices] == [ports[d.id] for d in demo.devices]
+        assert [d.source.port for d in polled(live)] == [ports[d.id] for d in polled(demo)]
         collector = ModbusCollector(live.devices, lambda _: None, site_id=live.site.id)
         try:
-            for dev in live.devices:
+            for dev in polled(live):
                 readings = {r.metric: r for r in await collector.poll_device(dev.id)}
                 assert readings["device_up"].value == 1.0
                 for metric, value in sim.values(dev.id).items():

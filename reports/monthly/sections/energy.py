@@ -244,4 +244,5 @@ def _meters(tr: Tr, meters: list[MeterOut], cur: str) -> Table:
             ]
             for m in meters
         ],
+        row_keys=[m.device for m in meters],
     )

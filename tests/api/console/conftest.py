@@ -25,6 +25,7 @@ from tests.fixtures.browser import serve_app
 VIEWER = "console-viewer-token"
 TECH = "console-tech-token"
 MANAGER = "console-manager-token"
+GRAFANA = "https://grafana.example.com"
 OPENED = NOW - timedelta(minutes=30)
 _SERIAL = itertools.count(1)
 
@@ -85,7 +86,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 {"name": "王师傅", "token": TECH, "role": "technician"},
                 {"name": "李主管", "token": MANAGER, "role": "manager"},
             ]
-        }
+        },
+        grafana={"url": GRAFANA},  # never contacted: tickets only link to it
     )
     store = EmbeddedStore(tmp / "readings.duckdb")
     tickets = TicketStore(f"sqlite:///{tmp / 'tickets.db'}")

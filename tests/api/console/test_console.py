@@ -10,8 +10,8 @@ from typing import Any
 
 from playwright.sync_api import Page, Route, expect
 
-from alerts.tickets import TicketRecord
-from tests.api.console.conftest import MANAGER, TECH, VIEWER, Site
+from alerts.tickets import TicketRecord, TicketRequest
+from tests.api.console.conftest import GRAFANA, MANAGER, TECH, VIEWER, Site
 from tests.fixtures.browser import DESKTOP
 
 NewPage = Callable[..., Page]
@@ -167,12 +167,32 @@ def test_a_manager_closes_a_resolved_ticket_from_its_page(site: Site, new_page: 
     _sign_in(page, MANAGER)
     page.goto(f"/console/tickets/{ticket.id}")
     buttons = page.locator("#ticket").get_by_role("button")
-    expect(buttons).to_have_text(["Close"])
-    buttons.click()
+    expect(buttons).to_have_text(["Close", "Reopen"])  # reopen: tests/.../test_alerts_silences
+    buttons.filter(has_text="Close").click()
     page.locator("dialog").get_by_label("Verification note").fill("复查正常")
     page.locator("dialog").get_by_role("button", name="Confirm").click()
     expect(page.locator("#ticket h1")).to_have_text(f"{ticket.number} · Closed")
     expect(page.locator("li.event").last.locator(".when")).to_have_text("2024-03-03 12:00 · 李主管")
+
+
+def test_the_ticket_page_links_to_the_devices_grafana_panel(site: Site, new_page: NewPage) -> None:
+    ticket = site.open_ticket()
+    page = new_page(site.url, viewport=DESKTOP)
+    _sign_in(page, VIEWER)
+    page.goto(f"/console/tickets/{ticket.id}")
+    link = page.locator("#ticket a.grafana-link")
+    expect(link).to_have_text("Open in Grafana")
+    expect(link).to_have_attribute("target", "_blank")
+    href = link.get_attribute("href") or ""
+    assert href == site.api(f"/api/v1/tickets/{ticket.id}")["grafana_url"]
+    assert href.startswith(f"{GRAFANA}/d/fm-riverside-elevators?") and "var-device=el-1" in href
+    # A ticket of a device no longer configured has no panel, and no link.
+    gone = site.tickets.open_or_add_occurrence(
+        TicketRequest("old-1 故障", "old-1", "A", "gone", "minor"), ticket.created_at
+    )
+    page.goto(f"/console/tickets/{gone.id}")
+    expect(page.locator("#ticket h1")).to_contain_text(gone.number)
+    expect(page.locator("#ticket a.grafana-link")).to_have_count(0)
 
 
 def test_a_technician_puts_work_on_hold_from_the_ticket_page(site: Site, new_page: NewPage) -> None:

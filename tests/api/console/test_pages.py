@@ -9,12 +9,13 @@ from typing import get_args
 
 from fastapi.testclient import TestClient
 
-from alerts import TicketStore
+from alerts import AlertState, TicketStore, paging
+from alerts.silences import PURPOSES, SilenceState
 from alerts.tickets import TICKET_MOVES, TicketStatus
 from api import create_app
 from api.console.i18n import LABELS, LANGUAGES
 from api.routes.tickets import ACTIONS
-from config.models import DeviceKind
+from config.models import DeviceKind, Severity
 from store.embedded import EmbeddedStore
 from tests.api.conftest import Api, site_config
 
@@ -28,7 +29,14 @@ def _config(html: str) -> dict[str, object]:
 def test_pages_are_served_without_a_token_and_load_only_their_own_files(api: Api) -> None:
     home = api.client.get("/console", follow_redirects=False)
     assert home.status_code == 307 and home.headers["location"] == "/console/tickets"
-    for path in ("/console/login", "/console/tickets", "/console/tickets/7", "/console/devices"):
+    for path in (
+        "/console/login",
+        "/console/tickets",
+        "/console/tickets/7",
+        "/console/devices",
+        "/console/alerts",
+        "/console/silences",
+    ):
         resp = api.client.get(path)
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
         csp = resp.headers["content-security-policy"]
@@ -72,5 +80,12 @@ def test_both_languages_label_every_status_action_event_and_device_kind() -> Non
         | {f"act_{a}" for a in ACTIONS if a != "acknowledge"}  # the console says accept
         | {f"done_{a}" for a in ACTIONS if a != "acknowledge"}
         | {f"kind_{k}" for k in get_args(DeviceKind)}
+        | {f"astate_{s.value}" for s in AlertState if s is not AlertState.INACTIVE}
+        | {f"sstate_{s.value}" for s in SilenceState}
+        | {f"sev_{s}" for s in get_args(Severity)}
+        | {f"purpose_{p}" for p in PURPOSES}
+        | {f"nkind_{k}" for k in ("page", "escalation", "reminder", "resolved")}
+        | {f"nstatus_{s}" for s in (paging.PENDING, paging.SENT, paging.FAILED)}
+        | {"act_reopen", "done_reopen"}
     )
     assert needed <= zh
