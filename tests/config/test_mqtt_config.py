@@ -12,7 +12,9 @@ from tests.config.helpers import MINIMAL, problems_of
 
 
 def test_a_valid_mqtt_block_with_defaults_and_secrets_from_the_environment() -> None:
-    text = MINIMAL + """\
+    text = (
+        MINIMAL
+        + """\
 devices:
   - id: shaft-t1
     name: 电梯井 温度
@@ -39,6 +41,7 @@ mqtt:
       device: shaft-t1
       metric: leak
 """
+    )
     config = load_config_text(text, env={"MQTT_PASSWORD": "s3cret"})
     mqtt = config.mqtt
     assert mqtt is not None
@@ -62,7 +65,9 @@ mqtt:
 
 
 def test_bad_mqtt_blocks_are_reported_with_their_lines() -> None:
-    text = MINIMAL + """\
+    text = (
+        MINIMAL
+        + """\
 devices:
   - id: leak1
     name: Leak
@@ -85,6 +90,7 @@ mqtt:
     - topic: site/x
       format: csv
 """
+    )
     assert problems_of(text) == [
         "site.yaml:9 devices[0].source.topic: topic filter '#' must be a whole level and the last "
         "one, e.g. site/#",
@@ -103,7 +109,9 @@ mqtt:
 
 
 def test_formats_need_a_device_and_metric_source() -> None:
-    text = MINIMAL + """\
+    text = (
+        MINIMAL
+        + """\
 mqtt:
   host: 127.0.0.1
   subscriptions:
@@ -118,24 +126,27 @@ mqtt:
       template: site/{device}/env
       fields: {temperature: t}
 """
+    )
     assert problems_of(text) == [
         "site.yaml:7 mqtt.subscriptions[0]: format number needs {metric} in the template or "
         "'metric'",
         "site.yaml:9 mqtt.subscriptions[1]: format json needs the device: {device} in the "
         "template, 'device' or 'device_field'",
         "site.yaml:11 mqtt.subscriptions[2]: fields only apply to format json",
-        "site.yaml:14 mqtt.subscriptions[3]: template has 3 levels but topic 'site/+/+/env' "
-        "has 4",
+        "site.yaml:14 mqtt.subscriptions[3]: template has 3 levels but topic 'site/+/+/env' has 4",
     ]
 
 
 def test_mqtt_devices_without_an_mqtt_block_fail_the_config_check() -> None:
     from facmon.checks import CHECKS
 
-    text = MINIMAL + """\
+    text = (
+        MINIMAL
+        + """\
 devices:
   - {id: leak1, name: Leak, kind: sensor, location: {building: b1}, source: {type: mqtt}}
 """
+    )
     with pytest.raises(ConfigError) as info:
         load_config_text(text, filename="site.yaml", env={}, checks=CHECKS)
     assert [str(p) for p in info.value.problems] == [
@@ -151,7 +162,9 @@ def test_the_samples_commented_mqtt_example_loads_once_uncommented() -> None:
     start = next(i for i, ln in enumerate(lines) if ln.startswith("# MQTT sensors (optional)"))
     end = next(i for i, ln in enumerate(lines) if ln.startswith("# Messages are acknowledged"))
     device = [ln[2:] for ln in lines[start:end] if ln.startswith(("#   - id: ", "#     "))]
-    block = [ln[2:] for ln in lines[lines.index("# mqtt:"):]]
+    first = lines.index("# mqtt:")
+    last = next((i for i in range(first, len(lines)) if not lines[i].strip()), len(lines))
+    block = [ln[2:] for ln in lines[first:last]]
     text = "\n".join(lines) + "\n" + "\n".join(block) + "\n"
     text = text.replace("devices:\n", "devices:\n" + "\n".join(device) + "\n", 1)
     cfg = load_config_text(text, filename="site.yaml", env={"MQTT_PASSWORD": "s3cret"})
@@ -160,3 +173,31 @@ def test_the_samples_commented_mqtt_example_loads_once_uncommented() -> None:
     assert cfg.device("shaft-b1-temp").source.type == "mqtt"
     sub = cfg.mqtt.subscriptions[0]
     assert sub.template == "sensors/{building}/{device}/{metric}"
+
+
+def test_the_samples_commented_paging_examples_load_once_uncommented() -> None:
+    """The channels, escalation and maintenance examples of the sample are valid config once
+    uncommented (and the people given contacts, which E7 requires)."""
+    from config.loader import sample_config
+
+    lines = sample_config().splitlines()
+    block: list[str] = []
+    for key in ("# channels:", "# escalation:", "# maintenance:"):
+        first = lines.index(key)
+        last = next((i for i in range(first, len(lines)) if not lines[i].strip()), len(lines))
+        block += [ln[2:] for ln in lines[first:last]]
+    text = "\n".join(lines) + "\n" + "\n".join(block) + "\n"
+    # Every person reachable through the group robot (E7 refuses a chain paging nobody).
+    contacts = "      language: zh-CN\n      contacts: [wecom-engineering]\n"
+    text = text.replace("      language: zh-CN\n", contacts)
+    env = {
+        "FACMON_WECOM_URL": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k",
+        "FACMON_DINGTALK_URL": "https://oapi.dingtalk.com/robot/send?access_token=t",
+        "FACMON_DINGTALK_SECRET": "s",
+        "FACMON_SMTP_USER": "u",
+        "FACMON_SMTP_PASSWORD": "p",
+    }
+    cfg = load_config_text(text, filename="site.yaml", env=env)
+    assert [c.id for c in cfg.escalation.chains] == ["urgent", "standard"]
+    assert {c.id for c in cfg.channels} == {"wecom-engineering", "dingtalk-engineering", "mail"}
+    assert cfg.maintenance.schedules[0].id == "lift-15d"
