@@ -25,6 +25,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import numpy as np
+import orjson
 import urllib3
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
@@ -39,6 +41,7 @@ from store.base import (
     Point,
     RejectedPointsError,
     RetryableStoreError,
+    SeriesArrays,
     Store,
     StoreError,
     StoreStats,
@@ -331,6 +334,20 @@ class InfluxStore(Store):
                     best[key] = r
         return [best[k] for k in sorted(best)]
 
+    def _series_query(
+        self, metric: str, start: datetime, end: datetime, devices: Sequence[str] | None
+    ) -> str:
+        return (
+            f'SELECT "value" FROM {quote_ident(metric)}'
+            + _where(
+                f"time >= {_time_ns(start)}",
+                f"time < {_time_ns(end)}",
+                _GOOD_ENOUGH,
+                devices=devices,
+            )
+            + ' GROUP BY "device"'
+        )
+
     def series(
         self,
         metric: str,
@@ -340,16 +357,8 @@ class InfluxStore(Store):
     ) -> dict[str, list[Point]]:
         if devices is not None and not devices:
             return {}
-        q = (
-            f'SELECT "value" FROM {quote_ident(metric)}'
-            + _where(
-                f"time >= {_time_ns(start)}", f"time < {_time_ns(end)}", _GOOD_ENOUGH,
-                devices=devices,
-            )
-            + ' GROUP BY "device"'
-        )
         out: dict[str, list[Point]] = {}
-        for s in self.query(q):
+        for s in self.query(self._series_query(metric, start, end, devices)):
             pts = out.setdefault(s["tags"].get("device", ""), [])
             for t, v in s["values"]:
                 if v is None:
@@ -361,6 +370,38 @@ class InfluxStore(Store):
                 else:
                     pts.append(p)
         return {d: pts for d, pts in sorted(out.items()) if pts}
+
+    def series_arrays(
+        self,
+        metric: str,
+        start: datetime,
+        end: datetime,
+        devices: Sequence[str] | None = None,
+    ) -> dict[str, SeriesArrays]:
+        """:meth:`series` built as arrays straight from the answer's rows.
+
+        What a monthly report reads (a month of minute samples per meter): the default builds
+        a datetime per sample and converts it back, 1.6 s of a 20-meter month (950k samples).
+        """
+        if devices is not None and not devices:
+            return {}
+        out: dict[str, SeriesArrays] = {}
+        for s in self.query(self._series_query(metric, start, end, devices)):
+            rows = s["values"]
+            if not rows:
+                continue
+            t = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            # A row without a value (a point carrying only other fields) is None, here NaN:
+            # stored values are finite, so NaN means exactly the rows ``series`` skips.
+            v = np.array([r[1] for r in rows], dtype=np.float64)
+            keep = ~np.isnan(v)
+            t, v = t[keep], v[keep]
+            # As in ``series``: of several tag sets at one instant the last row is the sample.
+            last_of_instant = np.append(t[1:] != t[:-1], True) if len(t) else keep[:0]
+            t, v = t[last_of_instant], v[last_of_instant]
+            if len(t):
+                out[s["tags"].get("device", "")] = (t, v)
+        return dict(sorted(out.items()))
 
     def last_before(
         self, metric: str, t: datetime, devices: Sequence[str] | None = None
@@ -387,6 +428,15 @@ class InfluxStore(Store):
 
 def _json_documents(text: str) -> Iterator[dict[str, Any]]:
     """The JSON objects of a (possibly chunked, newline-separated) ``/query`` answer."""
+    # InfluxDB writes each chunk as one line. orjson parses a month of minute samples of 20
+    # meters (950k rows) in 1.4 s against 1.75 s with json (benchmarks/reports.py data).
+    try:
+        docs = [orjson.loads(line) for line in text.split("\n") if line.strip()]
+    except orjson.JSONDecodeError:
+        docs = None  # not one document a line (pretty-printed by a proxy?): parse it as a stream
+    if docs is not None:
+        yield from (doc for doc in docs if isinstance(doc, dict))
+        return
     decoder = json.JSONDecoder()
     i, n = 0, len(text)
     while i < n:

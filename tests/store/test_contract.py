@@ -11,11 +11,12 @@ import random
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from store.base import Aggregate, RejectedPointsError, Store, Windows, WindowValue
 from store.counters import CounterWindow
-from store.reading import Quality, Reading
+from store.reading import Quality, Reading, to_us
 
 StoreFactory = Callable[[], Store]
 
@@ -259,6 +260,28 @@ def test_series_is_the_non_bad_points_of_a_half_open_range_in_time_order(
         "pm-2": [(T0 + 30 * MIN, 1.0)]
     }
     assert s.series("power_kw", T0, T0 + 3 * H) == {}
+
+
+def test_series_arrays_are_series_as_arrays(store_factory: StoreFactory) -> None:
+    """A backend's own ``series_arrays`` gives exactly the samples ``series`` gives, including
+    when one instant was written under two tag sets (tags changed between replays)."""
+    s = store_factory()
+    s.write(shuffled(SERIES_DATA))
+    s.write([rd(T0 + H, "pm-1", "energy_kwh", 8.5, tags=TAGS_B)])  # same instant, new tags
+    s.write([rd(T0 + 4 * H, "pm-3", "energy_kwh", 1.0, BAD)])  # only BAD: no series at all
+
+    for devices in (None, ["pm-1"], ["pm-2", "pm-3"]):
+        pts = s.series("energy_kwh", T0, T0 + 5 * H, devices)
+        got = s.series_arrays("energy_kwh", T0, T0 + 5 * H, devices)
+        assert list(got) == list(pts)
+        for device, (t, v) in got.items():
+            assert t.dtype == np.int64 and v.dtype == np.float64
+            assert t.tolist() == [to_us(p[0]) for p in pts[device]]
+            assert v.tolist() == [p[1] for p in pts[device]]
+    assert s.series_arrays("energy_kwh", T0, T0 + 5 * H, []) == {}
+    assert s.series_arrays("power_kw", T0, T0 + 5 * H) == {}
+    t, v = s.series_arrays("energy_kwh", T0, T0 + 3 * H)["pm-2"]
+    assert (t.tolist(), v.tolist()) == ([to_us(T0 + 30 * MIN)], [1.0])
 
 
 def test_last_before_is_strictly_before_and_skips_bad(store_factory: StoreFactory) -> None:

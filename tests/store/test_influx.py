@@ -186,6 +186,29 @@ def test_compressed_body_is_gzip_line_protocol() -> None:
     assert enc2 is None and body2.decode() == line
 
 
+@pytest.mark.parametrize("pretty", [False, True])
+def test_chunked_and_pretty_printed_answers_are_merged(pretty: bool) -> None:
+    """influxd sends one chunk a line (the fast path); an answer spread over lines (a proxy
+    that pretty-prints) is still read. A scripted server: influxd cannot pretty-print chunks."""
+
+    def chunk(values: list[list[Any]]) -> dict[str, Any]:
+        series = {"name": "e", "tags": {"device": "pm-1"}, "columns": ["time", "value"]}
+        return {"results": [{"statement_id": 0, "series": [{**series, "values": values}]}]}
+
+    chunks = [chunk([[1, 1.5], [2, 2]]), chunk([[3, None]])]
+    body = "".join(json.dumps(c, indent=2 if pretty else None) + "\n" for c in chunks).encode()
+
+    with (
+        ScriptedServer(lambda h: h.answer(200, body)) as url,
+        closing(InfluxStore(InfluxStorage(url=url))) as s,
+    ):
+        got = s.query("SELECT * FROM e")
+        arrays = s.series_arrays("e", T0, T0 + timedelta(hours=1))
+    assert [g["values"] for g in got] == [[[1, 1.5], [2, 2], [3, None]]]
+    t, v = arrays["pm-1"]
+    assert (list(arrays), t.tolist(), v.tolist()) == (["pm-1"], [1, 2], [1.5, 2.0])
+
+
 @pytest.mark.parametrize(
     ("url", "local"),
     [("http://127.0.0.1:8086", True), ("http://localhost:8086", True), ("http://[::1]:8086", True),
