@@ -28,8 +28,9 @@ demo-deps:
 # socat (a pseudo-terminal pair stands in for an RS-485 cable in the serial Modbus tests) and
 # chromium (browser tests of the web console); pango and a CJK font for the monthly report PDF;
 # docker-compose (validates deploy/compose.yaml, no daemon needed), shellcheck (the systemd install
-# script), mosquitto-clients (runs the broker's compose health check) and sqlite3 (the documented
-# ticket backup) for tests/deploy.
+# script), mosquitto-clients (runs the broker's compose health check), systemd (systemd-analyze
+# verifies the units), postgresql-client and sqlite3 (the documented ticket backups) for
+# tests/deploy.
 system-deps:
 	@missing=""; \
 	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
@@ -41,6 +42,8 @@ system-deps:
 	command -v shellcheck >/dev/null 2>&1 || missing="$$missing shellcheck"; \
 	command -v mosquitto_sub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
 	command -v sqlite3 >/dev/null 2>&1 || missing="$$missing sqlite3"; \
+	command -v pg_dump >/dev/null 2>&1 || missing="$$missing postgresql-client"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

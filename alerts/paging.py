@@ -404,6 +404,7 @@ class Pager:
         self._tz = ZoneInfo(config.site.timezone)
         self._people = {p.id: p for p in config.oncall.people}
         self._channels = {c.id: c for c in config.channels}
+        self._devices = {d.id: d for d in config.devices}
         base = config.api.public_url or f"http://{config.api.host}:{config.api.port}"
         self._link_base = base.rstrip("/")
         self._gaps_checked = None
@@ -678,7 +679,7 @@ class Pager:
     ) -> dict[str, Any]:
         site = self._config.site
         alert = s.get(_AlertRow, ticket.source_alert_id) if ticket.source_alert_id else None
-        device = next((d for d in self._config.devices if d.id == ticket.device), None)
+        device = self._devices.get(ticket.device)
         return {
             "key": key,
             "kind": kind,

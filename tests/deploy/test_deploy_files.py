@@ -359,7 +359,7 @@ def test_grafana_gets_what_its_provisioning_files_read() -> None:
     provisioning = DEPLOY / "grafana" / "provisioning"
     files = sorted(provisioning.rglob("*.yaml"))
     if not files:
-        pytest.skip("deploy/grafana/provisioning holds no files yet ('facmon grafana export')")
+        pytest.fail("deploy/grafana/provisioning holds no files (run 'facmon grafana export')")
     svc = services()["grafana"]
     env = set(svc["environment"])
     mounts = dict(v.split(":")[:2] for v in svc["volumes"])
@@ -387,7 +387,7 @@ def _compose_cli() -> list[str] | None:
 def test_compose_file_validates_with_docker_compose(tmp_path: Path) -> None:
     cli = _compose_cli()
     if cli is None:
-        pytest.skip("neither 'docker compose' nor docker-compose is installed (make system-deps)")
+        pytest.fail("neither 'docker compose' nor docker-compose is installed (make system-deps)")
     env_file = filled_env_file(tmp_path)
     proc = subprocess.run(
         [*cli, "-f", str(COMPOSE), "--env-file", str(env_file), "config", "--format", "json"]
@@ -483,13 +483,13 @@ def test_broker_config_and_start_script_on_a_real_mosquitto() -> None:
     free loopback port: facmon's user gets in, anonymous and wrong passwords do not, and the
     health check command passes."""
     if os.geteuid() != 0:
-        pytest.skip("the start script chowns the password file to 'mosquitto': needs root")
+        pytest.fail("the start script chowns the password file to 'mosquitto': run as root")
     try:
         import pwd
 
         pwd.getpwnam("mosquitto")
     except KeyError:
-        pytest.skip("no 'mosquitto' user (Debian's mosquitto package creates it)")
+        pytest.fail("no 'mosquitto' user: install Debian's mosquitto (make system-deps)")
     # Mosquitto drops to its own user: pytest's tmp_path sits under a 0700 directory it could
     # not enter, so the broker's files go to a directory of their own.
     with tempfile.TemporaryDirectory(prefix="facmon-deploy-mqtt-") as d:
@@ -594,7 +594,7 @@ def test_ticket_backup_and_restore_on_postgresql(tmp_path: Path) -> None:
     assert "pg_dump -U facmon -d facmon -Fc" in text
     assert "pg_restore -U facmon -d facmon --clean --if-exists" in text
     if not (shutil.which("pg_dump") and shutil.which("pg_restore")):
-        pytest.skip("the PostgreSQL client programs are not installed")
+        pytest.fail("pg_dump/pg_restore are not installed (make system-deps)")
     admin_url = make_url(PG_ADMIN_URL)
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     names = [f"facmon_deploy_{uuid.uuid4().hex[:10]}_{n}" for n in ("live", "restored")]
@@ -652,7 +652,7 @@ def test_ticket_backup_and_restore_on_sqlite(tmp_path: Path) -> None:
     assert "sqlite3 /var/lib/facmon/tickets.db \".backup '" in OPERATIONS.read_text("utf-8")
     sqlite3 = shutil.which("sqlite3")
     if sqlite3 is None:
-        pytest.skip("the sqlite3 command is not installed (make system-deps)")
+        pytest.fail("the sqlite3 command is not installed (make system-deps)")
     db, copy = tmp_path / "tickets.db", tmp_path / "backup" / "tickets.db"
     copy.parent.mkdir()
     now = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
@@ -838,7 +838,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     (verify exits 0 on an unknown key or a bad value)."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.skip("systemd-analyze is not installed on this machine")
+        pytest.fail("systemd-analyze is not installed (make system-deps)")
     paths = []
     for unit in unit_files():
         text = unit.read_text(encoding="utf-8").replace("/opt/facmon/venv/bin/facmon", facmon_exe())
@@ -878,7 +878,7 @@ def test_install_script_is_valid_shell() -> None:
     proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     if shutil.which("shellcheck") is None:
-        pytest.skip("bash -n passed; shellcheck is not installed for the deeper check")
+        pytest.fail("bash -n passed; shellcheck is not installed (make system-deps)")
     proc = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
 
