@@ -167,8 +167,11 @@ def bench_influx(args: argparse.Namespace) -> list[Result]:
 
         def post_all(url: str, path: str, db: str) -> float:
             bucket = settings(raw_url, db).bucket
-            params = {"db": bucket, "precision": "u"} if path == "/write" else {
-                "bucket": bucket, "precision": "us"}
+            params = (
+                {"db": bucket, "precision": "u"}
+                if path == "/write"
+                else {"bucket": bucket, "precision": "us"}
+            )
             headers = {"Authorization": f"Token {token}"} if token else {}
             with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
                 started = time.perf_counter()
@@ -186,8 +189,11 @@ def bench_influx(args: argparse.Namespace) -> list[Result]:
             for i, label in enumerate(labels):
                 store = InfluxStore(settings(store_url, f"bench_{i}"))
                 try:
-                    secs = (run_durable(store, Path(tmp) / "outbox.db", readings, args.put_size)
-                            if i else run_direct(store, readings))
+                    secs = (
+                        run_durable(store, Path(tmp) / "outbox.db", readings, args.put_size)
+                        if i
+                        else run_direct(store, readings)
+                    )
                 finally:
                     store.close()
                 paths.append((label, secs))

@@ -389,6 +389,12 @@ class InfluxStorage(_Model):
     password: SecretStr | None = Field(default=None, description="Password (1.x), from ${ENV}")
     timeout: Duration = Field(default=timedelta(seconds=10), description="HTTP request timeout")
     verify_ssl: bool = Field(default=True, description="Verify the server's TLS certificate")
+    counter_summaries: bool = Field(
+        default=True,
+        description="Also write 15-minute summaries of the report counters (energy, water "
+        "volume) so that monthly and yearly reports read 1/15 of the rows; every process "
+        "writing to the bucket must be facmon with the same setting",
+    )
 
 
 class OutboxSettings(_Model):
@@ -1229,6 +1235,15 @@ class SiteConfig(_Model):
     @property
     def tickets_url(self) -> str:
         return self.tickets.database_url or f"sqlite:///{self.data_dir / 'tickets.db'}"
+
+    @property
+    def rollup_dir(self) -> Path:
+        return self.data_dir / "counter-summaries"
+
+    @property
+    def report_counters(self) -> frozenset[str]:
+        """The counters reports read month by month: what InfluxDB keeps summaries of."""
+        return frozenset({self.reports.energy.metric, self.reports.water.metric})
 
     def device(self, device_id: str) -> Device:
         for d in self.devices:

@@ -107,7 +107,12 @@ def open_store(config: SiteConfig) -> Store:
         from store.influx import InfluxStore
 
         assert config.storage.influxdb is not None  # guaranteed by the model validator
-        return InfluxStore(config.storage.influxdb)
+        settings = config.storage.influxdb
+        return InfluxStore(
+            settings,
+            rollup_metrics=config.report_counters if settings.counter_summaries else (),
+            rollup_dir=config.rollup_dir,
+        )
     from store.embedded import EmbeddedStore
 
     config.embedded_path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from store.counters import CounterArrays, CounterWindow, WindowBounds, counter_arrays
 from store.reading import Reading, to_us
+from store.rollups import on_grid
 from store.states import StateWindow, state_windows
 
 Aggregate = Literal["mean", "min", "max", "last"]
@@ -27,6 +28,8 @@ AGGREGATES: tuple[Aggregate, ...] = ("mean", "min", "max", "last")
 Point = tuple[datetime, float]
 # (time in microseconds since the epoch as int64, value as float64), in time order.
 SeriesArrays = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]
+# SeriesArrays plus how many raw samples each point stands for (None: one each).
+CounterPoints = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64] | None]
 
 
 class StoreError(Exception):
@@ -160,6 +163,26 @@ class Store(abc.ABC):
             )
         return out
 
+    def counter_points(
+        self,
+        metric: str,
+        start: datetime,
+        end: datetime,
+        devices: Sequence[str] | None = None,
+    ) -> dict[str, CounterPoints]:
+        """Enough of a counter's samples in ``[start, end)`` to interpolate it at every
+        15-minute UTC grid edge exactly as all its samples would; ``start`` and ``end`` are on
+        the grid.
+
+        This default is every sample (``series_arrays``). A backend that keeps summaries
+        (``store.rollups``) may return, for a stretch where the counter only rises, just the
+        first and last sample of each 15-minute bucket with the number of samples each stands
+        for; anywhere the counter drops it must return every sample.
+        """
+        return {
+            d: (t, v, None) for d, (t, v) in self.series_arrays(metric, start, end, devices).items()
+        }
+
     @abc.abstractmethod
     def last_before(
         self, metric: str, t: datetime, devices: Sequence[str] | None = None
@@ -208,13 +231,18 @@ class Store(abc.ABC):
         window. ``bounds`` (``windows.bounds()`` converted once) may be passed by a caller that
         already has it. Devices with no sample in the span read are omitted.
         """
-        arrays = self.series_arrays(
-            metric, windows.start - lookback, windows.end + lookback, devices
-        )
         wb = bounds if bounds is not None else WindowBounds.of(windows.bounds())
+        start, end = windows.start - lookback, windows.end + lookback
+        if wb.on_grid() and on_grid(to_us(start), to_us(end)):
+            points = self.counter_points(metric, start, end, devices)
+        else:
+            points = {
+                d: (t, v, None)
+                for d, (t, v) in self.series_arrays(metric, start, end, devices).items()
+            }
         return {
-            device: counter_arrays(*arrays[device], wb, rollover=rollover)
-            for device in sorted(arrays)
+            device: counter_arrays(t, v, wb, rollover=rollover, weights=w)
+            for device, (t, v, w) in sorted(points.items())
         }
 
     def state_durations(

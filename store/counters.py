@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from store.reading import from_us
+from store.rollups import GRID_US
 
 Point = tuple[datetime, float]
 
@@ -185,6 +186,11 @@ class WindowBounds:
             edges = np.append(starts, ends[-1])
         return cls(bounds, starts, ends, edges)
 
+    def on_grid(self) -> bool:
+        """Whether every window starts and ends on the 15-minute UTC grid (``store.rollups``)."""
+        grid = GRID_US / 1e6
+        return bool((np.mod(self.starts, grid) == 0).all() and (np.mod(self.ends, grid) == 0).all())
+
 
 @dataclass(frozen=True, slots=True)
 class CounterArrays:
@@ -226,6 +232,7 @@ def counter_arrays(
     wb: WindowBounds,
     rollover: float | None = None,
     glitch_horizon: timedelta = timedelta(hours=1),
+    weights: npt.NDArray[np.int64] | None = None,
 ) -> CounterArrays:
     """:func:`counter_windows` of one series as :class:`CounterArrays`: the same numbers,
     without a Python loop per sample when the counter never drops (the usual month of a
@@ -235,6 +242,9 @@ def counter_arrays(
     trusted, and spreading each step over its interval is linear interpolation of the counter:
     a window's use is the interpolated counter at its end minus that at its start. A series
     with any drop takes the sample-by-sample path.
+
+    ``weights`` (``Store.counter_points``): how many samples each point stands for when the
+    series is a rising counter's per-bucket first and last samples rather than all of them.
     """
     n = len(wb.bounds)
     zeros = np.zeros(n, dtype=np.int64)
@@ -244,6 +254,8 @@ def counter_arrays(
         )
     steps = np.diff(values)
     if len(steps) and not bool((steps >= 0).all()):
+        if weights is not None:
+            raise ValueError("a counter that drops must be given as every sample, unweighted")
         points = [(from_us(int(t)), float(v)) for t, v in zip(t_us, values, strict=True)]
         found = counter_windows("", points, wb.bounds, rollover, glitch_horizon)
         pos = {b[0]: i for i, b in enumerate(wb.bounds)}
@@ -264,12 +276,14 @@ def counter_arrays(
         at = np.interp(wb.edges, times, values)
         delta = at[1:] - at[:-1]
         left = np.searchsorted(times, wb.edges, "left")
-        samples = left[1:] - left[:-1]
+        samples = _counted(left[1:], weights) - _counted(left[:-1], weights)
         first = np.maximum(np.searchsorted(times, ws, "right") - 1, 0)
         stop = np.minimum(left[1:], len(times) - 1)
     else:
         delta = np.interp(we, times, values) - np.interp(ws, times, values)
-        samples = np.searchsorted(times, we, "left") - np.searchsorted(times, ws, "left")
+        samples = _counted(np.searchsorted(times, we, "left"), weights) - _counted(
+            np.searchsorted(times, ws, "left"), weights
+        )
         first = np.searchsorted(times[1:], ws, "right")  # first step ending after the start
         stop = np.searchsorted(times[:-1], we, "left")  # steps before this begin before the end
     # Step k runs from sample k to k+1; a window is touched by a positive step overlapping it.
@@ -283,6 +297,15 @@ def counter_arrays(
         zeros.copy(),
         zeros.copy(),
     )
+
+
+def _counted(
+    positions: npt.NDArray[np.intp], weights: npt.NDArray[np.int64] | None
+) -> npt.NDArray[np.int64]:
+    """Samples before each position: the position itself, or the weights up to it."""
+    if weights is None:
+        return positions.astype(np.int64)
+    return np.concatenate(([0], np.cumsum(weights)))[positions]
 
 
 def counter_windows_arrays(

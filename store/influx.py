@@ -17,15 +17,23 @@ server raises :class:`RetryableStoreError`.
 from __future__ import annotations
 
 import base64
+import fcntl
 import ipaddress
 import json
+import logging
+import re
+import secrets
+import socket
+import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import httpx
 import numpy as np
+import numpy.typing as npt
 import orjson
 import urllib3
 from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -38,6 +46,7 @@ from influxdb_client.service.dbr_ps_service import DBRPsService as _DBRPsService
 from config.models import InfluxStorage
 from store.base import (
     Aggregate,
+    CounterPoints,
     Point,
     RejectedPointsError,
     RetryableStoreError,
@@ -48,14 +57,30 @@ from store.base import (
     Windows,
     WindowValue,
 )
-from store.lineprotocol import LineEncoder, LineProtocolError
+from store.lineprotocol import LineEncoder, LineProtocolError, escape_tag
 from store.reading import Quality, Reading, from_us, to_us
+from store.rollups import (
+    DAY_US,
+    GRID_US,
+    MEASUREMENT,
+    META_MEASUREMENT,
+    OUT_OF_ORDER,
+    DaySummary,
+    Key,
+    RollupWriter,
+    decode,
+    merge,
+    on_grid,
+    reduce,
+)
 
+_log = logging.getLogger(__name__)
 _ONE_US = timedelta(microseconds=1)
 _REJECTED_STATUSES = frozenset({400, 413, 422})
 _FUNCTIONS: dict[str, str] = {"mean": "mean", "min": "min", "max": "max", "last": "last"}
 _QUERY_CHUNK = "10000"
 _LONGEST_GET_QUERY = 2000
+_MOST_RAW_RUNS = 50  # stretches of one device read raw one by one
 
 Series = dict[str, Any]
 
@@ -180,10 +205,29 @@ class InfluxStore(Store):
     inflating a body than it would receiving it (measured: ~90k vs ~130k points/s on 1.6).
     """
 
-    def __init__(self, settings: InfluxStorage, *, compress: bool | None = None) -> None:
+    def __init__(
+        self,
+        settings: InfluxStorage,
+        *,
+        compress: bool | None = None,
+        rollup_metrics: Iterable[str] = (),
+        rollup_dir: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.stats = StoreStats()
         self._encoder = LineEncoder()
+        # Counter summaries (store.rollups) for the counters reports read. ``rollup_dir`` lets a
+        # restarted process take over the part an earlier one wrote instead of adding a series
+        # per restart; without it every instance writes a part of its own.
+        self._rollup_metrics = frozenset(rollup_metrics)
+        self._rollups: RollupWriter | None = None
+        self._part_lock: IO[str] | None = None
+        self._meta: dict[str, float] = {}  # metric -> when its marker was last written
+        if self._rollup_metrics:
+            part, self._part_lock, reused = claim_part(rollup_dir)
+            self._rollups = RollupWriter(
+                self._rollup_metrics, part, self._load_rollups, reused=reused
+            )
         self._client = _client(settings, compress)
         self._write_api: Any = self._client.write_api(write_options=SYNCHRONOUS)
         self._http = httpx.Client(
@@ -204,6 +248,15 @@ class InfluxStore(Store):
             body = self._encoder.payload(readings)
         except LineProtocolError as e:
             raise RejectedPointsError(str(e)) from e
+        pending: dict[Key, DaySummary] = {}
+        markers: dict[str, str] = {}
+        if self._rollups is not None:
+            pending = self._rollups.prepare(readings)
+            if pending:
+                # In the same request as the samples: a summary never lags what it covers.
+                markers = self._meta_lines({k[0] for k in pending})
+                extra = list(markers.values()) + self._rollups.lines(pending)
+                body += ("\n" + "\n".join(extra)).encode()
         try:
             self._write_api.write(
                 bucket=self.settings.bucket,
@@ -212,11 +265,223 @@ class InfluxStore(Store):
                 write_precision=_US,
             )
         except ApiException as e:
-            raise _http_error(e.status or 0, e.reason or "", e.body, "write") from None
+            err = _http_error(e.status or 0, e.reason or "", e.body, "write")
+            if isinstance(err, RejectedPointsError) and pending:
+                self._restore_summaries(pending)
+            raise err from None
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise RetryableStoreError(f"InfluxDB write to {self.settings.url} failed: {e}") from e
+        if self._rollups is not None and pending:
+            self._rollups.commit(pending)
+            now = time.monotonic()
+            for metric in markers:
+                self._meta[metric] = now
         self.stats.written += len(readings)
         self.stats.write_calls += 1
+
+    # -- counter summaries (store.rollups) --------------------------------------------------
+    def _restore_summaries(self, pending: dict[Key, DaySummary]) -> None:
+        """Undo summaries a refused batch may have left behind.
+
+        InfluxDB 1.x stores the lines of a batch it can and refuses the rest (a field type
+        conflict): the summaries may then count samples that were never stored. They are put
+        back as this writer knew them, or, where it knew nothing, marked for raw reads.
+        """
+        assert self._rollups is not None
+        undo = {k: self._rollups.known(k) or _unusable(k[2]) for k in pending}
+        try:
+            self._write_api.write(
+                bucket=self.settings.bucket,
+                org=self.settings.org,
+                record="\n".join(self._rollups.lines(undo)).encode(),
+                write_precision=_US,
+            )
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
+            _log.warning("could not put back counter summaries after a refused batch: %s", e)
+
+    def _meta_lines(self, metrics: set[str]) -> dict[str, str]:
+        """The marker that says from when a metric's summaries are complete.
+
+        Written with a metric's first summaries: from the beginning of time on a fresh
+        database, else from the first bucket after the newest sample already stored (written
+        by a version of facmon without summaries, which readers must read raw). Rewritten
+        daily so that a bucket's retention never drops it.
+        """
+        lines: dict[str, str] = {}
+        stale = [m for m in sorted(metrics) if time.monotonic() - self._meta.get(m, -1e18) > 86400]
+        if not stale:
+            return lines
+        known = self._complete_from(stale)
+        newest = self._newest(sorted(m for m in stale if m not in known))
+        now_us = time.time_ns() // 1000
+        for m in stale:
+            if m in known:
+                cf = known[m]
+            elif m in newest:
+                cf = newest[m] - newest[m] % GRID_US + GRID_US
+            else:
+                cf = 0
+            lines[m] = f"{META_MEASUREMENT},metric={escape_tag(m)} complete_from={cf}i {now_us}"
+        return lines
+
+    def _complete_from(self, metrics: Sequence[str]) -> dict[str, int]:
+        if not metrics:
+            return {}
+        q = (
+            f'SELECT last("complete_from") FROM {quote_ident(META_MEASUREMENT)}'
+            + _where("(" + " OR ".join(f'"metric" = {quote_literal(m)}' for m in metrics) + ")")
+            + ' GROUP BY "metric"'
+        )
+        return {
+            s["tags"].get("metric", ""): int(row[1])
+            for s in self.query(q)
+            for row in s["values"]
+            if row[1] is not None
+        }
+
+    def _newest(self, metrics: Sequence[str]) -> dict[str, int]:
+        if not metrics:
+            return {}
+        q = "; ".join(f'SELECT last("value") FROM {quote_ident(m)}' for m in metrics)
+        out: dict[str, int] = {}
+        for s in self.query(q):
+            for row in s["values"]:
+                out[s["name"]] = max(out.get(s["name"], 0), int(row[0]))
+        return out
+
+    def _load_rollups(self, keys: set[Key]) -> dict[Key, DaySummary]:
+        """This part's stored summaries of ``keys`` (the part was used by an earlier process)."""
+        assert self._rollups is not None
+        days = [k[2] for k in keys]
+        q = (
+            f'SELECT "s" FROM {quote_ident(MEASUREMENT)}'
+            + _where(
+                f'"part" = {quote_literal(self._rollups.part)}',
+                f"time >= {min(days) * 1000}",
+                f"time <= {max(days) * 1000}",
+                "("
+                + " OR ".join(f'"metric" = {quote_literal(m)}' for m in {k[0] for k in keys})
+                + ")",
+                devices=sorted({k[1] for k in keys}),
+            )
+            + ' GROUP BY "device", "metric"'
+        )
+        out: dict[Key, DaySummary] = {}
+        for s in self.query(q):
+            for t, text in s["values"]:
+                key = (s["tags"].get("metric", ""), s["tags"].get("device", ""), int(t))
+                if key in keys and text is not None:
+                    try:
+                        out[key] = decode(key[2], text)
+                    except ValueError:
+                        out[key] = _unusable(key[2])
+        return out
+
+    def counter_points(
+        self,
+        metric: str,
+        start: datetime,
+        end: datetime,
+        devices: Sequence[str] | None = None,
+    ) -> dict[str, CounterPoints]:
+        """From the counter summaries where they can vouch for the samples, raw elsewhere.
+
+        Raw: before the metric's summaries are complete, buckets flagged out of order, and
+        every sample of a device whose counter drops anywhere in the span.
+        """
+        start_us, end_us = to_us(start), to_us(end)
+        if metric not in self._rollup_metrics or not on_grid(start_us, end_us):
+            return super().counter_points(metric, start, end, devices)
+        if devices is not None and not devices:
+            return {}
+        known = self._complete_from([metric])
+        if metric not in known:
+            return super().counter_points(metric, start, end, devices)
+        cf = max(start_us, min(end_us, known[metric]))
+        q = (
+            f'SELECT "s" FROM {quote_ident(MEASUREMENT)}'
+            + _where(
+                f'"metric" = {quote_literal(metric)}',
+                f"time >= {(cf - cf % DAY_US) * 1000}",
+                f"time < {end_us * 1000}",
+                devices=devices,
+            )
+            + ' GROUP BY "device", "part"'
+        )
+        parts: dict[str, dict[int, list[DaySummary]]] = {}
+        broken: set[str] = set()
+        for s in self.query(q):
+            device = s["tags"].get("device", "")
+            for t, text in s["values"]:
+                if text is None:
+                    continue
+                try:
+                    parts.setdefault(device, {}).setdefault(int(t), []).append(decode(int(t), text))
+                except ValueError:
+                    broken.add(device)
+        reduced = {
+            d: reduce({day: merge(ps) for day, ps in days.items()}, cf, end_us)
+            for d, days in parts.items()
+        }
+        # What only the raw samples can answer: (device or None for all, start, end) spans.
+        spans: list[tuple[Sequence[str] | None, int, int]] = []
+        if start_us < cf:
+            spans.append((devices, start_us, cf))
+        runs = {d: _runs(r.raw_buckets) for d, r in reduced.items()}
+        # Beyond a few stretches one query for all of the device beats one per stretch.
+        broken |= {d for d, r in reduced.items() if r.drop or len(runs[d]) > _MOST_RAW_RUNS}
+        if broken:
+            spans.append((sorted(broken), cf, end_us))
+        for d, device_runs in runs.items():
+            if d not in broken:
+                spans.extend(([d], a, b) for a, b in device_runs)
+        raw = self._raw_spans(metric, spans)
+        out: dict[str, CounterPoints] = {}
+        again: list[str] = []
+        for d in sorted(set(reduced) | set(raw)):
+            red = reduced.get(d)
+            if red is None or d in broken:
+                if d in raw:
+                    out[d] = (*raw[d], None)
+                continue
+            t, v, w = red.t, red.v, red.w
+            if d in raw:
+                rt, rv = raw[d]
+                t = np.concatenate((rt, t))
+                v = np.concatenate((rv, v))
+                w = np.concatenate((np.ones(len(rt), np.int64), w))
+                order = np.argsort(t, kind="stable")
+                t, v, w = t[order], v[order], w[order]
+            if len(v) > 1 and not bool((np.diff(v) >= 0).all()):
+                again.append(d)  # drops between buckets: the counter rules need every sample
+            elif len(t):
+                out[d] = (t, v, w)
+        if again:
+            for d, (t, v) in self.series_arrays(metric, start, end, again).items():
+                out[d] = (t, v, None)
+        return dict(sorted(out.items()))
+
+    def _raw_spans(
+        self, metric: str, spans: Sequence[tuple[Sequence[str] | None, int, int]]
+    ) -> dict[str, SeriesArrays]:
+        """Raw samples of several (devices, start, end) spans, one request, merged per device."""
+        if not spans:
+            return {}
+        q = "; ".join(
+            self._series_query(metric, from_us(a), from_us(b), devs) for devs, a, b in spans
+        )
+        pieces: dict[str, list[SeriesArrays]] = {}
+        for s in self.query(q):
+            got = _rows_to_arrays(s["values"])
+            if got is not None:
+                pieces.setdefault(s["tags"].get("device", ""), []).append(got)
+        out: dict[str, SeriesArrays] = {}
+        for d, ps in pieces.items():
+            t = np.concatenate([p[0] for p in ps])
+            v = np.concatenate([p[1] for p in ps])
+            order = np.argsort(t, kind="stable")
+            out[d] = (t[order], v[order])
+        return out
 
     # -- queries ----------------------------------------------------------------------------
     def query(self, q: str) -> list[Series]:
@@ -387,20 +652,9 @@ class InfluxStore(Store):
             return {}
         out: dict[str, SeriesArrays] = {}
         for s in self.query(self._series_query(metric, start, end, devices)):
-            rows = s["values"]
-            if not rows:
-                continue
-            t = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            # A row without a value (a point carrying only other fields) is None, here NaN:
-            # stored values are finite, so NaN means exactly the rows ``series`` skips.
-            v = np.array([r[1] for r in rows], dtype=np.float64)
-            keep = ~np.isnan(v)
-            t, v = t[keep], v[keep]
-            # As in ``series``: of several tag sets at one instant the last row is the sample.
-            last_of_instant = np.append(t[1:] != t[:-1], True) if len(t) else keep[:0]
-            t, v = t[last_of_instant], v[last_of_instant]
-            if len(t):
-                out[s["tags"].get("device", "")] = (t, v)
+            got = _rows_to_arrays(s["values"])
+            if got is not None:
+                out[s["tags"].get("device", "")] = got
         return dict(sorted(out.items()))
 
     def last_before(
@@ -424,6 +678,69 @@ class InfluxStore(Store):
         self._write_api.close()
         self._client.close()
         self._http.close()
+        if self._part_lock is not None:
+            self._part_lock.close()  # the part is free for the next process
+            self._part_lock = None
+
+
+def _rows_to_arrays(rows: list[list[Any]]) -> SeriesArrays | None:
+    """``[time, value]`` rows of one device as arrays, as ``series`` reads them; None if empty."""
+    if not rows:
+        return None
+    t = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    # A row without a value (a point carrying only other fields) is None, here NaN: stored
+    # values are finite, so NaN means exactly the rows ``series`` skips.
+    v = np.array([r[1] for r in rows], dtype=np.float64)
+    keep = ~np.isnan(v)
+    t, v = t[keep], v[keep]
+    # As in ``series``: of several tag sets at one instant the last row is the sample.
+    last_of_instant = np.append(t[1:] != t[:-1], True) if len(t) else keep[:0]
+    t, v = t[last_of_instant], v[last_of_instant]
+    return (t, v) if len(t) else None
+
+
+def _runs(bucket_starts: npt.NDArray[np.int64]) -> list[tuple[int, int]]:
+    """Consecutive 15-minute buckets joined into ``(start, end)`` spans."""
+    out: list[tuple[int, int]] = []
+    for b in np.sort(bucket_starts).tolist():
+        if out and out[-1][1] == b:
+            out[-1] = (out[-1][0], b + GRID_US)
+        else:
+            out.append((b, b + GRID_US))
+    return out
+
+
+def _unusable(day_us: int) -> DaySummary:
+    """A summary that could not be read: every bucket is to be read raw."""
+    s = DaySummary(day_us)
+    s.n[:] = 1
+    s.flags[:] = OUT_OF_ORDER
+    return s
+
+
+def claim_part(directory: Path | None) -> tuple[str, IO[str] | None, bool]:
+    """A ``part`` name for this writer's counter summaries: (name, lock, reused).
+
+    With a directory, a part an earlier process on this machine used is taken over when no
+    running process holds its lock file, so restarts do not add series; two processes never
+    write one part (each would overwrite the other's summaries).
+    """
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:40] or "host"
+    if directory is None:
+        return f"{host}-{secrets.token_hex(4)}", None, False
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in sorted(directory.glob("*.part")):
+        fh = path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        return path.stem, fh, True
+    name = f"{host}-{secrets.token_hex(4)}"
+    fh = (directory / f"{name}.part").open("a+", encoding="utf-8")
+    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return name, fh, False
 
 
 def _json_documents(text: str) -> Iterator[dict[str, Any]]:

@@ -16,8 +16,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+import numpy.typing as npt
 
-from store.base import Aggregate, Point, SeriesArrays, Store, Windows, WindowValue
+from store.base import (
+    Aggregate,
+    CounterPoints,
+    Point,
+    SeriesArrays,
+    Store,
+    Windows,
+    WindowValue,
+)
 from store.reading import Reading, to_us
 
 
@@ -41,16 +50,60 @@ class ReadCache(Store):
         self.store = store
         self.stats = store.stats
         self._reads: dict[str, list[_Read]] = {}
+        self._counter_reads: dict[str, list[_Read]] = {}  # ``counter_points``, weights apart
+        self._weights: dict[int, dict[str, npt.NDArray[np.int64] | None]] = {}
 
     def cached(
         self, metric: str, start: datetime, end: datetime, devices: Sequence[str]
     ) -> dict[str, SeriesArrays] | None:
-        """``series_arrays`` if what was read already covers it, else None (nothing is read)."""
+        """Samples in the span if what was read already covers it, else None (nothing is read).
+
+        From ``series_arrays`` reads, or from ``counter_points`` reads: those may hold only the
+        first and last sample of each 15-minute bucket, which still puts a sample in exactly
+        the hours (and any grid-aligned windows) that have one.
+        """
         s, e = to_us(start), to_us(end)
-        for read in self._reads.get(metric, []):
+        for read in self._reads.get(metric, []) + self._counter_reads.get(metric, []):
             if read.covers(s, e, devices):
                 return _cut(read, s, e, devices)
         return None
+
+    def counter_points(
+        self,
+        metric: str,
+        start: datetime,
+        end: datetime,
+        devices: Sequence[str] | None = None,
+    ) -> dict[str, CounterPoints]:
+        if devices is not None and not devices:
+            return {}
+        s, e = to_us(start), to_us(end)
+        for read in self._counter_reads.get(metric, []):
+            if read.covers(s, e, devices):
+                # Both spans are on the 15-minute grid, so a cut keeps whole buckets: the
+                # points of a summarised bucket stay together with their weights.
+                weights = self._weights[id(read)]
+                out: dict[str, CounterPoints] = {}
+                for d, (t, v) in _cut(read, s, e, devices).items():
+                    w = weights[d]
+                    if w is not None:
+                        a, b = np.searchsorted(read.arrays[d][0], [s, e], "left").tolist()
+                        w = w[a:b]
+                    out[d] = (t, v, w)
+                return out
+        for read in self._reads.get(metric, []):
+            if read.covers(s, e, devices):
+                return {d: (t, v, None) for d, (t, v) in _cut(read, s, e, devices).items()}
+        got = self.store.counter_points(metric, start, end, devices)
+        read = _Read(
+            s,
+            e,
+            None if devices is None else frozenset(devices),
+            {d: (t, v) for d, (t, v, _) in got.items()},
+        )
+        self._counter_reads.setdefault(metric, []).append(read)
+        self._weights[id(read)] = {d: w for d, (_, _, w) in got.items()}
+        return got
 
     def series_arrays(
         self,
@@ -109,6 +162,8 @@ class ReadCache(Store):
     def close(self) -> None:
         """Drops what was read; the store itself belongs to whoever made it."""
         self._reads.clear()
+        self._counter_reads.clear()
+        self._weights.clear()
 
 
 def _cut(
