@@ -41,7 +41,9 @@ What runs:
       no storing, twice: back to back (one task per port), and paced like the collector (one
       task per device sleeping to its slot, offsets spread per port, a lock per port); the
       collector/bare CPU-per-request ratios are printed for both. Per request, the event loop's
-      wake-ups cost more when paced, so the paced figure is the like-for-like one.
+      wake-ups cost more when paced, so the paced figure is the like-for-like one. The
+      collector itself speaks Modbus TCP with facmon's own client (``collector.modbus_client``),
+      not pymodbus: the bare pymodbus loop stays as it was, the issue's reference figure.
   Plus fields vs planned reads of the shipped profiles (``collector.planner.plan``).
 * ``--scale``: runs the collector at growing device counts and prints the largest that keeps
   p99 lateness under 250 ms with every sample stored, no missed slot, no failed poll and the

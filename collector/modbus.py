@@ -8,8 +8,10 @@ connection do not fire together. A device that fails costs only its own timeout 
 backs off while down, and is logged once when it goes down and once when it comes back.
 
 Safety: facmon never writes to building equipment. Every request goes through
-:func:`modbus_read`, which allows only the read function codes 1-4; a second guard on the
-client's outgoing PDUs refuses anything else even if code elsewhere bypassed it.
+:func:`modbus_read`, which allows only the read function codes 1-4; behind it, the TCP client
+(``collector.modbus_client``) has no write method and builds read frames only, and a guard on
+the serial pymodbus client's outgoing PDUs refuses anything else even if code elsewhere
+bypassed :func:`modbus_read`.
 """
 
 from __future__ import annotations

@@ -12,10 +12,15 @@ Every unit behind one gateway (host, port, framing) or on one serial port shares
 gateways serialise anyway), keeps the configured silence between the end of an answer and the
 next request, and waits after (re)connecting.
 
+The two TCP transports use facmon's own client (:mod:`collector.modbus_client`): pymodbus'
+per-request machinery was most of the collector's CPU. Serial ports keep pymodbus'
+``AsyncModbusSerialClient``.
+
 Safety: facmon never writes to building equipment. Every request goes through
-:func:`modbus_read`, which allows only the read function codes 1-4; a second guard on the
-client's outgoing PDUs (:func:`read_only_pdu_guard`) refuses anything else even if code
-elsewhere bypassed it.
+:func:`modbus_read`, which allows only the read function codes 1-4. Behind it, the native
+client has no write method and its one frame builder refuses anything but a read; on the
+serial pymodbus client a guard on the outgoing PDUs (:func:`read_only_pdu_guard`) refuses
+anything else even if code elsewhere bypassed :func:`modbus_read`.
 """
 
 from __future__ import annotations
@@ -28,13 +33,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymodbus import FramerType
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, ModbusBaseClient
+from pymodbus.client import AsyncModbusSerialClient, ModbusBaseClient
 from pymodbus.exceptions import ModbusIOException
 from pymodbus.pdu.register_message import (
     ReadHoldingRegistersResponse,
     ReadInputRegistersResponse,
 )
 
+from collector.modbus_client import (
+    READ_FUNCTION_CODES,
+    ModbusClient,
+    ModbusExceptionResponse,
+    ReadOnlyViolation,
+    Unavailable,
+    check_read_only,
+)
 from collector.planner import Read
 from config.models import ModbusRtuSource, ModbusSource, MqttSource
 
@@ -52,52 +65,8 @@ __all__ = [
     "read_only_pdu_guard",
 ]
 
-READ_FUNCTION_CODES = frozenset({1, 2, 3, 4})
-
 BUSY = 6
 _BUSY_PAUSE_S = 0.05
-_EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "device failure",
-    5: "acknowledge",
-    6: "device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target failed to respond",
-}
-
-
-class ReadOnlyViolation(RuntimeError):
-    """Something tried to send a Modbus function code other than a read (1, 2, 3, 4)."""
-
-
-class ModbusExceptionResponse(Exception):
-    """The device answered a read with a Modbus exception code."""
-
-    def __init__(self, code: int, function_code: int, address: int, count: int) -> None:
-        self.code = code
-        self.function_code = function_code
-        self.address = address
-        self.count = count
-        name = _EXCEPTION_NAMES.get(code, "unknown")
-        super().__init__(
-            f"Modbus exception {code} ({name}) for function {function_code} "
-            f"address {address} count {count}"
-        )
-
-
-class Unavailable(Exception):
-    """The device or gateway cannot be reached or gives no usable answer (text for operators)."""
-
-
-def check_read_only(function_code: int) -> None:
-    if function_code not in READ_FUNCTION_CODES:
-        raise ReadOnlyViolation(
-            f"refusing to send Modbus function code {function_code}: facmon only reads "
-            f"(function codes {sorted(READ_FUNCTION_CODES)})"
-        )
 
 
 def read_only_pdu_guard(sending: bool, pdu: Any) -> Any:
@@ -112,17 +81,25 @@ def read_only_pdu_guard(sending: bool, pdu: Any) -> Any:
 
 
 async def modbus_read(
-    client: ModbusBaseClient, function_code: int, address: int, count: int, device_id: int
+    client: ModbusClient | ModbusBaseClient,
+    function_code: int,
+    address: int,
+    count: int,
+    device_id: int,
 ) -> list[int] | list[bool]:
     """The one function through which facmon sends Modbus requests; reads only.
 
-    Works with any pymodbus async client (TCP, RTU over TCP, serial). Returns ``count``
-    registers (function codes 3, 4) or bits (1, 2). Raises ReadOnlyViolation for any other
-    function code, ModbusExceptionResponse when the device answers with an exception,
-    Unavailable for an answer that does not fit the request, and pymodbus' ModbusException on
-    timeouts and connection errors.
+    Works with facmon's :class:`ModbusClient` (Modbus TCP, RTU over TCP) and any pymodbus
+    async client (serial). Returns ``count`` registers (function codes 3, 4) or bits (1, 2).
+    Raises ReadOnlyViolation for any other function code, ModbusExceptionResponse when the
+    device answers with an exception, Unavailable for an answer that does not fit the request
+    (and, from the native client, on timeouts and lost connections), and pymodbus'
+    ModbusException on a pymodbus client's timeouts and connection errors.
     """
     check_read_only(function_code)
+    if isinstance(client, ModbusClient):
+        # Same checks and messages as below, in modbus_client.decode_answer.
+        return await client.read(function_code, address, count, device_id)
     if function_code == 1:
         rr = await client.read_coils(address, count=count, device_id=device_id)
     elif function_code == 2:
@@ -282,7 +259,7 @@ class Connection:
     def __init__(self, source: ModbusSource) -> None:
         self.source = source
         self.key = connection_key(source)
-        self._client: ModbusBaseClient | None = None
+        self._client: ModbusClient | ModbusBaseClient | None = None
         self._queue: deque[_Request] = deque()  # requests waiting for their turn, in order
         self._worker: asyncio.Task[None] | None = None  # sends them: see _work
         self._worker_loop: asyncio.AbstractEventLoop | None = None
@@ -320,18 +297,18 @@ class Connection:
         )
 
     @property
-    def client(self) -> ModbusBaseClient:
+    def client(self) -> ModbusClient | ModbusBaseClient:
         # Created on first use: pymodbus binds a client to the running event loop.
-        # reconnect_delay=0: reconnect on demand, from the connection's worker, with the polling
-        # device's timeout, instead of pymodbus' background reconnect loop.
         if self._client is None:
-            self._client = _fast_answers(self._new_client())
+            self._client = self._new_client()
         return self._client
 
-    def _new_client(self) -> ModbusBaseClient:
+    def _new_client(self) -> ModbusClient | ModbusBaseClient:
         s = self.source
         if isinstance(s, ModbusRtuSource):
-            return AsyncModbusSerialClient(
+            # reconnect_delay=0: reconnect on demand, from the connection's worker, with the
+            # polling device's timeout, instead of pymodbus' background reconnect loop.
+            serial = AsyncModbusSerialClient(
                 s.port,
                 framer=FramerType.RTU,
                 baudrate=s.baudrate,
@@ -343,22 +320,18 @@ class Connection:
                 reconnect_delay=0,
                 trace_pdu=read_only_pdu_guard,
             )
-        framer = FramerType.RTU if s.type == "modbus_rtu_over_tcp" else FramerType.SOCKET
-        return AsyncModbusTcpClient(
-            s.host,
-            port=s.port,
-            framer=framer,
-            timeout=1.0,
-            retries=0,
-            reconnect_delay=0,
-            trace_pdu=read_only_pdu_guard,
-        )
+            return _fast_answers(serial)
+        return ModbusClient(s.host, s.port, rtu=s.type == "modbus_rtu_over_tcp")
 
     def _configure(self, timeout: float, retries: int) -> None:
-        # Devices sharing the client may set different timeouts/retries; pymodbus reads both
-        # from its transaction manager on every request.
-        self.client.ctx.comm_params.timeout_connect = timeout
-        self.client.ctx.retries = retries
+        # Devices sharing the client may set different timeouts/retries; both clients read
+        # them on every request.
+        client = self.client
+        if isinstance(client, ModbusClient):
+            client.timeout, client.retries = timeout, retries
+        else:
+            client.ctx.comm_params.timeout_connect = timeout
+            client.ctx.retries = retries
 
     def _cannot_connect(self) -> Unavailable:
         s = self.source

@@ -258,14 +258,21 @@ def test_json_number_and_line_protocol_are_mapped_to_readings(
     hum = sink.by("humidity")[0]
     assert (hum.device, hum.value, hum.unit) == ("shaft1", 40.0, "%")
     assert dict(hum.tags) == {
-        "site": "s1", "building": "b1", "floor": "3F", "kind": "sensor", "zone": "shaft"
+        "site": "s1",
+        "building": "b1",
+        "floor": "3F",
+        "kind": "sensor",
+        "zone": "shaft",
     }
     assert sink.by("probe2")[0].value == 2.5
     level = sink.by("water_level")[0]
     assert (level.device, level.value, level.unit) == ("leak1", 0.25, "m")
     assert before <= level.time <= datetime.now(UTC)  # receive time, for a bare number
-    energy = {(r.device, r.metric): (r.value, r.time, r.unit) for r in sink.readings
-              if r.metric in ("import", "export")}
+    energy = {
+        (r.device, r.metric): (r.value, r.time, r.unit)
+        for r in sink.readings
+        if r.metric in ("import", "export")
+    }
     t3d = datetime.fromtimestamp(t3, UTC)
     assert energy == {
         ("leak1", "import"): (5.0, t3d, "kWh"),
@@ -517,21 +524,24 @@ def test_consumer_killed_mid_stream_gets_every_qos1_message_after_restart(
 ) -> None:
     p = unique()
     client_id = unique("facmon")
-    text = BASE.format(
-        devices=device("d1"),
-        port=private_broker.port,
-        protocol="5",
-        client_id=client_id,
-        expiry="1h",
-        max_pending=5,
-        subscriptions=f"""\
+    text = (
+        BASE.format(
+            devices=device("d1"),
+            port=private_broker.port,
+            protocol="5",
+            client_id=client_id,
+            expiry="1h",
+            max_pending=5,
+            subscriptions=f"""\
     - topic: {p}/+
       template: {p}/{{device}}
       fields: {{seq: n}}
       timestamp_field: ts
       timestamp_unit: ms
 """,
-    ) + f"data_dir: {tmp_path / 'data'}\n"
+        )
+        + f"data_dir: {tmp_path / 'data'}\n"
+    )
     config_path = tmp_path / "site.yaml"
     config_path.write_text(text, encoding="utf-8")
     status = tmp_path / "status.json"

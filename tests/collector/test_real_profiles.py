@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from collector.codec import decode, decode_raw, quality_of
+from collector.planner import plan
 from collector.profile import ProfileLoader, available_profiles, load_profile, validate_profile
 from store.reading import Quality
 
@@ -32,13 +33,22 @@ UNITS = {
     "frequency": "Hz",
     "energy_import": "kWh",
     "energy_export": "kWh",
+    "energy_reactive_import": "kvarh",
+    "energy_reactive_export": "kvarh",
 }
-# Names beyond the generic profile's: per-phase power, line-to-line voltage, apparent power and
-# export energy, all built from the same stems.
+# Names beyond the generic profile's: per-phase power and power factor, line-to-line voltage,
+# apparent power, mean and summed current, export and reactive energy, all built from the same
+# stems.
 EXTRA_METRICS = {
-    "active_power_a",
-    "active_power_b",
-    "active_power_c",
+    *(
+        f"{stem}_{phase}"
+        for stem in ("active_power", "reactive_power", "apparent_power", "power_factor")
+        for phase in "abc"
+    ),
+    "current_avg",
+    "current_sum",
+    "energy_reactive_import",
+    "energy_reactive_export",
     "voltage_ab",
     "voltage_bc",
     "voltage_ca",
@@ -104,9 +114,11 @@ def test_sdm630_map_fits_in_one_eastron_request() -> None:
     regs = load_profile("eastron_sdm630").registers
     first = min(r.address for r in regs)
     end = max(r.address + r.count for r in regs)
-    assert (first, end) == (0x0000, 0x004C)
+    assert (first, end) == (0x0000, 0x0050)
     assert end - first <= 80
     assert {r.table for r in regs} == {"input"}
+    # ... so its 29 parameters are one request under the default max_gap.
+    assert len(regs) == 29 and len(plan(regs)) == 1
 
 
 def test_dtsu666_reads_holding_registers_and_sdm_reads_input_registers() -> None:

@@ -277,6 +277,5 @@ def test_misspelt_source_field_gets_a_suggestion_from_its_own_source_type() -> N
         "      profile: generic_power_meter_3p\n",
     )
     assert problems_of(text) == [
-        "site.yaml:12 devices[0].source.baudrat: unknown field 'baudrat' (did you mean "
-        "'baudrate'?)"
+        "site.yaml:12 devices[0].source.baudrat: unknown field 'baudrat' (did you mean 'baudrate'?)"
     ]

@@ -20,6 +20,7 @@ from pymodbus.framer.rtu import FramerRTU
 
 from collector.codec import encode
 from collector.modbus import ModbusCollector
+from collector.modbus_client import ModbusClient, build_request
 from collector.planner import device_reads
 from collector.profile import load_profile
 from collector.transport import Connection, ReadOnlyViolation, modbus_read
@@ -417,8 +418,11 @@ def test_devices_that_cannot_share_a_serial_port_are_refused_at_startup(
 def test_one_gateway_port_with_two_framings_is_refused_at_startup() -> None:
     a = make_device("a", 4001, host="192.0.2.30")
     b = make_device("b", 4001, host="192.0.2.30", unit=2, source_type="modbus_rtu_over_tcp")
-    with pytest.raises(ValueError, match=r"device 'b': 192.0.2.30:4001: .* uses "
-                       r"modbus_rtu_over_tcp where another device on it uses modbus_tcp"):
+    with pytest.raises(
+        ValueError,
+        match=r"device 'b': 192.0.2.30:4001: .* uses "
+        r"modbus_rtu_over_tcp where another device on it uses modbus_tcp",
+    ):
         ModbusCollector([a, b], Sink(), site_id="s")
 
 
@@ -521,11 +525,23 @@ def test_every_transport_refuses_to_send_anything_but_reads(
             for fc in (5, 6, 15, 16, 22, 23, 8, 43):
                 with pytest.raises(ReadOnlyViolation):
                     await modbus_read(conn.client, fc, 0, 1, 1)
-            # ... and the guard on each transport's client refuses writes that bypass it.
-            with pytest.raises(ReadOnlyViolation):
-                await conn.client.write_register(0, 1, device_id=1)
-            with pytest.raises(ReadOnlyViolation):
-                await conn.client.write_registers(0, [1, 2], device_id=1)
+            client = conn.client
+            if isinstance(client, ModbusClient):
+                # ... facmon's own client (the TCP transports) has no way to send a write: no
+                # write method, and its one frame builder refuses anything but a read ...
+                assert not [a for a in dir(client) if "write" in a.lower()]
+                for fc in (5, 6, 15, 16, 22, 23, 8, 43):
+                    with pytest.raises(ReadOnlyViolation):
+                        await client.read(fc, 0, 1, 1)
+                    for tid in (None, 1):
+                        with pytest.raises(ReadOnlyViolation):
+                            build_request(fc, 0, 1, 1, tid)
+            else:
+                # ... and the guard on pymodbus' serial client refuses writes that bypass it.
+                with pytest.raises(ReadOnlyViolation):
+                    await client.write_register(0, 1, device_id=1)
+                with pytest.raises(ReadOnlyViolation):
+                    await client.write_registers(0, [1, 2], device_id=1)
             assert len(await conn.read(read, 1, timeout=0.5, retries=0)) == 4
         finally:
             conn.close()
