@@ -3,7 +3,9 @@
 A backend implements ``write``, ``aggregate``, ``latest``, ``series`` and ``last_before``;
 ``counter_delta`` and ``state_durations`` are computed here, once, from ``series`` and
 ``last_before`` so that glitch, rollover and coverage rules are identical on every backend
-(``tests/store/test_contract.py`` runs unchanged against each one).
+(``tests/store/test_contract.py`` runs unchanged against each one). A backend may answer
+``counter_points`` from summaries (InfluxDB: ``store.rollups``) as long as the counter rules
+see exactly what every sample would give them.
 """
 
 from __future__ import annotations
