@@ -84,6 +84,47 @@ def _cmd_influx_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_influx_summarise(args: argparse.Namespace) -> int:
+    from facmon.progress import Progress
+    from store.base import StoreError
+    from store.influx import InfluxStore
+
+    cfg = load_site(args.config)
+    if cfg is None:
+        return 2
+    settings = cfg.storage.influxdb
+    if settings is None:
+        print(f"{args.config}: storage.influxdb is not configured", file=sys.stderr)
+        return 2
+    if not settings.counter_summaries:
+        print(f"{args.config}: storage.influxdb.counter_summaries is off", file=sys.stderr)
+        return 2
+    store = InfluxStore(settings)  # reads and writes summaries; claims no writer part
+    try:
+        for metric in sorted(cfg.report_counters):
+            bar = Progress(f"Summarising {metric}", 1, "days")
+
+            def progress(done: int, total: int, bar: Progress = bar) -> None:
+                bar.total = total
+                bar.update(done, f"{done}/{total} days")
+
+            days, since = store.summarise_history(metric, progress)
+            if since is None:
+                print(f"{metric}: nothing stored before the summaries began")
+            else:
+                bar.finish(f"{days} days")
+                print(
+                    f"{metric}: {days} UTC days summarised; reports read summaries from "
+                    f"{since:%Y-%m-%d %H:%M} UTC on"
+                )
+    except StoreError as e:
+        print(f"InfluxDB: {e}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    return 0
+
+
 def _install_stop(stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
     """SIGINT and SIGTERM stop cleanly (collector, then the outbox flushed to the store, then
     the stores closed; exit status 0); SIGHUP sets ``reload``, or is ignored without one
@@ -542,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cs.set_defaults(func=_cmd_config_sample)
 
-    isub = add_group(sub, "influx", summary="prepare an InfluxDB target")
+    isub = add_group(sub, "influx", summary="prepare an InfluxDB target, summarise its history")
     ii = isub.add_parser(
         "init",
         help="create the database (1.x) or bucket + DBRP mapping (2.x)",
@@ -552,6 +593,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ii.add_argument("--config", required=True, type=Path, help="site config YAML")
     ii.set_defaults(func=_cmd_influx_init)
+    isu = isub.add_parser(
+        "summarise",
+        help="write counter summaries for readings stored before facmon wrote them",
+        description="Reports on InfluxDB read 15-minute counter summaries that facmon writes "
+        "beside the samples. Readings stored by an older facmon have none, and reports read "
+        "them raw (correct, but a year of minute data of hundreds of meters takes minutes). "
+        "This reads that history a day at a time, writes its summaries and then tells reports "
+        "to use them. Safe to run again and to interrupt; facmon may keep running meanwhile.",
+    )
+    isu.add_argument("--config", required=True, type=Path, help="site config YAML")
+    isu.set_defaults(func=_cmd_influx_summarise)
 
     msub = add_group(sub, "modbus", summary="inspect how facmon reads Modbus devices")
     mp = msub.add_parser(

@@ -26,7 +26,7 @@ import secrets
 import socket
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -69,6 +69,7 @@ from store.rollups import (
     Key,
     RollupWriter,
     decode,
+    encode,
     merge,
     on_grid,
     reduce,
@@ -290,13 +291,8 @@ class InfluxStore(Store):
         assert self._rollups is not None
         undo = {k: self._rollups.known(k) or _unusable(k[2]) for k in pending}
         try:
-            self._write_api.write(
-                bucket=self.settings.bucket,
-                org=self.settings.org,
-                record="\n".join(self._rollups.lines(undo)).encode(),
-                write_precision=_US,
-            )
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
+            self._write_lines(self._rollups.lines(undo))
+        except StoreError as e:
             _log.warning("could not put back counter summaries after a refused batch: %s", e)
 
     def _meta_lines(self, metrics: set[str]) -> dict[str, str]:
@@ -313,7 +309,6 @@ class InfluxStore(Store):
             return lines
         known = self._complete_from(stale)
         newest = self._newest(sorted(m for m in stale if m not in known))
-        now_us = time.time_ns() // 1000
         for m in stale:
             if m in known:
                 cf = known[m]
@@ -321,7 +316,7 @@ class InfluxStore(Store):
                 cf = newest[m] - newest[m] % GRID_US + GRID_US
             else:
                 cf = 0
-            lines[m] = f"{META_MEASUREMENT},metric={escape_tag(m)} complete_from={cf}i {now_us}"
+            lines[m] = self._marker(m, cf)
         return lines
 
     def _complete_from(self, metrics: Sequence[str]) -> dict[str, int]:
@@ -376,6 +371,82 @@ class InfluxStore(Store):
                     except ValueError:
                         out[key] = _unusable(key[2])
         return out
+
+    def summarise_history(
+        self, metric: str, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[int, datetime | None]:
+        """Counter summaries for the samples of ``metric`` stored before summaries existed
+        (by a facmon without them): reports then read those months as fast as new ones.
+
+        Reads the raw samples a UTC day at a time, writes each day's summaries under one part
+        per machine (running it again overwrites them: idempotent) and, once every day is
+        done, moves the marker back to the first sample. Interrupted, it changes nothing that
+        reports read. ``progress(done, total)`` is called after each day. Returns the number of
+        days summarised and the new start of the summaries (None: nothing to do).
+        """
+        known = self._complete_from([metric])
+        if metric in known:
+            until = known[metric]
+        else:  # nothing summarised yet: mark from where writers will take over
+            newest = self._newest([metric])
+            if metric not in newest:
+                return 0, None
+            until = newest[metric] - newest[metric] % GRID_US + GRID_US
+        first = self._oldest(metric)
+        if first is None or first >= until:
+            if metric not in known:
+                self._write_lines([self._marker(metric, until)])
+            return 0, None
+        part = escape_tag(f"{_host()}-history", "rollup part")
+        days = list(range(first - first % DAY_US, until, DAY_US))
+        for i, day in enumerate(days):
+            lines: list[str] = []
+            arrays = self.series_arrays(metric, from_us(day), from_us(min(day + DAY_US, until)))
+            for device, (t, v) in arrays.items():
+                summary = DaySummary(day)
+                summary.add(t, v)
+                lines.append(
+                    f"{MEASUREMENT},device={escape_tag(device)},metric={escape_tag(metric)},"
+                    f'part={part} s="{encode(summary)}" {day}'
+                )
+            for k in range(0, len(lines), 5000):
+                self._write_lines(lines[k : k + 5000])
+            if progress is not None:
+                progress(i + 1, len(days))
+        start = first - first % GRID_US
+        self._write_lines([self._marker(metric, start)])
+        return len(days), from_us(start)
+
+    def _oldest(self, metric: str) -> int | None:
+        rows = [
+            row
+            for s in self.query(f'SELECT first("value") FROM {quote_ident(metric)}')
+            for row in s["values"]
+        ]
+        return min((int(r[0]) for r in rows), default=None)
+
+    @staticmethod
+    def _marker(metric: str, complete_from: int) -> str:
+        now_us = time.time_ns() // 1000
+        return (
+            f"{META_MEASUREMENT},metric={escape_tag(metric)} complete_from={complete_from}i "
+            f"{now_us}"
+        )
+
+    def _write_lines(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        try:
+            self._write_api.write(
+                bucket=self.settings.bucket,
+                org=self.settings.org,
+                record="\n".join(lines).encode(),
+                write_precision=_US,
+            )
+        except ApiException as e:
+            raise _http_error(e.status or 0, e.reason or "", e.body, "write") from None
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise RetryableStoreError(f"InfluxDB write to {self.settings.url} failed: {e}") from e
 
     def counter_points(
         self,
@@ -718,6 +789,10 @@ def _unusable(day_us: int) -> DaySummary:
     return s
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:40] or "host"
+
+
 def claim_part(directory: Path | None) -> tuple[str, IO[str] | None, bool]:
     """A ``part`` name for this writer's counter summaries: (name, lock, reused).
 
@@ -725,7 +800,7 @@ def claim_part(directory: Path | None) -> tuple[str, IO[str] | None, bool]:
     running process holds its lock file, so restarts do not add series; two processes never
     write one part (each would overwrite the other's summaries).
     """
-    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:40] or "host"
+    host = _host()
     if directory is None:
         return f"{host}-{secrets.token_hex(4)}", None, False
     directory.mkdir(parents=True, exist_ok=True)

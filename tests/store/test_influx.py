@@ -57,7 +57,12 @@ def store(influx_store_factory: StoreFactory) -> InfluxStore:
 
 def power(device: str, n: int, value: float, q: Quality = Quality.GOOD) -> Reading:
     return Reading(
-        minutes(n), device, "active power", value, "kW", q,
+        minutes(n),
+        device,
+        "active power",
+        value,
+        "kW",
+        q,
         tags={"building": "一号楼", "floor": "B1, 配电室"},
     )
 
@@ -70,8 +75,15 @@ def test_round_trip_latest_keeps_unit_tags_and_quality(store: InfluxStore) -> No
     got = store.latest()
 
     assert got == [
-        Reading(minutes(5), QUOTED, "active power", 99.0, "kW", Quality.BAD,
-                tags={"building": "一号楼", "floor": "B1, 配电室"}),
+        Reading(
+            minutes(5),
+            QUOTED,
+            "active power",
+            99.0,
+            "kW",
+            Quality.BAD,
+            tags={"building": "一号楼", "floor": "B1, 配电室"},
+        ),
         Reading(minutes(2), "wm-1", "水量", 7.5),
     ]
     assert store.stats.written == 7 and store.stats.write_calls == 2
@@ -81,7 +93,8 @@ def test_latest_filters_by_device_metric_and_since(store: InfluxStore) -> None:
     store.write([power("a", 1, 1.0), power("b", 3, 3.0), Reading(minutes(4), "a", "pf", 0.9)])
 
     assert [(r.device, r.metric) for r in store.latest(devices=["a"])] == [
-        ("a", "active power"), ("a", "pf"),
+        ("a", "active power"),
+        ("a", "pf"),
     ]
     assert [r.device for r in store.latest(metrics=["active power"])] == ["a", "b"]
     assert [r.device for r in store.latest(since=minutes(2))] == ["a", "b"]
@@ -99,8 +112,9 @@ def test_replayed_batch_is_stored_once(store: InfluxStore, influxd: InfluxServer
 
 
 def test_series_and_last_before_skip_bad_points(store: InfluxStore) -> None:
-    store.write([power(QUOTED, n, float(n), Quality.BAD if n == 4 else Quality.GOOD)
-                 for n in range(8)])
+    store.write(
+        [power(QUOTED, n, float(n), Quality.BAD if n == 4 else Quality.GOOD) for n in range(8)]
+    )
     store.write([power("other", 1, 100.0, Quality.UNCERTAIN)])
 
     s = store.series("active power", minutes(2), minutes(6), devices=[QUOTED])
@@ -110,7 +124,8 @@ def test_series_and_last_before_skip_bad_points(store: InfluxStore) -> None:
         "other": [(minutes(1), 100.0)],
     }
     assert store.last_before("active power", minutes(5)) == {
-        QUOTED: (minutes(3), 3.0), "other": (minutes(1), 100.0),
+        QUOTED: (minutes(3), 3.0),
+        "other": (minutes(1), 100.0),
     }
     assert store.last_before("active power", minutes(0)) == {}
     assert store.series("no such metric", minutes(0), minutes(9)) == {}
@@ -127,16 +142,21 @@ def test_long_device_lists_are_queried_too(store: InfluxStore) -> None:
 def test_aggregate_windows_align_to_start_clip_at_end_and_omit_empty(store: InfluxStore) -> None:
     # 20 one-minute samples; windows of 7 min starting at minute 3, ending at minute 19
     # (so the last window is [17, 19)). Minute 12 is BAD; minutes 10..11 missing.
-    store.write([
-        power("pm-1", n, float(n), Quality.BAD if n == 12 else Quality.GOOD)
-        for n in range(20) if n not in (10, 11)
-    ])
+    store.write(
+        [
+            power("pm-1", n, float(n), Quality.BAD if n == 12 else Quality.GOOD)
+            for n in range(20)
+            if n not in (10, 11)
+        ]
+    )
     store.write([power("pm-2", 4, 40.0)])
     w = Windows(minutes(3), minutes(19), timedelta(minutes=7))
 
     def agg(fn: Any) -> list[tuple[str, int, float]]:
-        return [(v.device, int((v.start - T0) / MIN), v.value)
-                for v in store.aggregate("active power", w, fn)]
+        return [
+            (v.device, int((v.start - T0) / MIN), v.value)
+            for v in store.aggregate("active power", w, fn)
+        ]
 
     assert agg("mean") == [
         ("pm-1", 3, (3 + 4 + 5 + 6 + 7 + 8 + 9) / 7),
@@ -144,12 +164,24 @@ def test_aggregate_windows_align_to_start_clip_at_end_and_omit_empty(store: Infl
         ("pm-1", 17, 17.5),
         ("pm-2", 3, 40.0),
     ]
-    assert agg("min") == [("pm-1", 3, 3.0), ("pm-1", 10, 13.0), ("pm-1", 17, 17.0),
-                          ("pm-2", 3, 40.0)]
-    assert agg("max") == [("pm-1", 3, 9.0), ("pm-1", 10, 16.0), ("pm-1", 17, 18.0),
-                          ("pm-2", 3, 40.0)]
-    assert agg("last") == [("pm-1", 3, 9.0), ("pm-1", 10, 16.0), ("pm-1", 17, 18.0),
-                           ("pm-2", 3, 40.0)]
+    assert agg("min") == [
+        ("pm-1", 3, 3.0),
+        ("pm-1", 10, 13.0),
+        ("pm-1", 17, 17.0),
+        ("pm-2", 3, 40.0),
+    ]
+    assert agg("max") == [
+        ("pm-1", 3, 9.0),
+        ("pm-1", 10, 16.0),
+        ("pm-1", 17, 18.0),
+        ("pm-2", 3, 40.0),
+    ]
+    assert agg("last") == [
+        ("pm-1", 3, 9.0),
+        ("pm-1", 10, 16.0),
+        ("pm-1", 17, 18.0),
+        ("pm-2", 3, 40.0),
+    ]
     assert store.aggregate("active power", w, "max", devices=["pm-2"]) == [
         WindowValue("pm-2", minutes(3), 40.0)
     ]
@@ -211,8 +243,13 @@ def test_chunked_and_pretty_printed_answers_are_merged(pretty: bool) -> None:
 
 @pytest.mark.parametrize(
     ("url", "local"),
-    [("http://127.0.0.1:8086", True), ("http://localhost:8086", True), ("http://[::1]:8086", True),
-     ("https://influx.example.com", False), ("http://10.0.0.5:8086", False)],
+    [
+        ("http://127.0.0.1:8086", True),
+        ("http://localhost:8086", True),
+        ("http://[::1]:8086", True),
+        ("https://influx.example.com", False),
+        ("http://10.0.0.5:8086", False),
+    ],
 )
 def test_loopback_detection(url: str, local: bool) -> None:
     assert is_loopback(url) is local
@@ -221,10 +258,13 @@ def test_loopback_detection(url: str, local: bool) -> None:
 def test_daily_windows_in_shanghai_time(store: InfluxStore) -> None:
     # Days in Asia/Shanghai start at 16:00 UTC: the offset must carry the windows there.
     store.write([power("pm-1", n * 60, float(n)) for n in range(48)])
-    days = store.aggregate("active power", Windows(T0, T0 + timedelta(days=2), timedelta(days=1)),
-                           "max")
-    assert days == [WindowValue("pm-1", T0, 23.0),
-                    WindowValue("pm-1", T0 + timedelta(days=1), 47.0)]
+    days = store.aggregate(
+        "active power", Windows(T0, T0 + timedelta(days=2), timedelta(days=1)), "max"
+    )
+    assert days == [
+        WindowValue("pm-1", T0, 23.0),
+        WindowValue("pm-1", T0 + timedelta(days=1), 47.0),
+    ]
 
 
 def test_counter_delta_works_on_influx(store: InfluxStore) -> None:
@@ -299,9 +339,17 @@ def test_influxql_errors_are_store_errors(influxd: InfluxServer) -> None:
 
 @pytest.mark.parametrize(
     ("status", "kind"),
-    [(400, RejectedPointsError), (413, RejectedPointsError), (422, RejectedPointsError),
-     (401, RetryableStoreError), (403, RetryableStoreError), (404, RetryableStoreError),
-     (429, RetryableStoreError), (500, RetryableStoreError), (503, RetryableStoreError)],
+    [
+        (400, RejectedPointsError),
+        (413, RejectedPointsError),
+        (422, RejectedPointsError),
+        (401, RetryableStoreError),
+        (403, RetryableStoreError),
+        (404, RetryableStoreError),
+        (429, RetryableStoreError),
+        (500, RetryableStoreError),
+        (503, RetryableStoreError),
+    ],
 )
 def test_http_status_mapping(status: int, kind: type[Exception]) -> None:
     body = json.dumps({"code": "x", "message": f"server says {status}"}).encode()
@@ -316,11 +364,17 @@ def test_http_status_mapping(status: int, kind: type[Exception]) -> None:
 def test_shim_maps_v2_write_precisions_onto_1x(influxd: InfluxServer) -> None:
     init_influx(InfluxStorage(url=influxd.url, bucket="shim_check"))
     s = T0_US // 1_000_000
-    for precision, stamp in (("s", s), ("ms", s * 1000 + 1), ("us", T0_US + 2),
-                             ("ns", (T0_US + 3) * 1000)):
-        r = httpx.post(f"{influxd.shim_url}/api/v2/write",
-                       params={"bucket": "shim_check", "precision": precision},
-                       content=f"m,device={precision} value=1 {stamp}".encode())
+    for precision, stamp in (
+        ("s", s),
+        ("ms", s * 1000 + 1),
+        ("us", T0_US + 2),
+        ("ns", (T0_US + 3) * 1000),
+    ):
+        r = httpx.post(
+            f"{influxd.shim_url}/api/v2/write",
+            params={"bucket": "shim_check", "precision": precision},
+            content=f"m,device={precision} value=1 {stamp}".encode(),
+        )
         assert r.status_code == 204, r.text
     got = influxd.query('SELECT "value" FROM "m" GROUP BY "device"', db="shim_check")
     times = {x["tags"]["device"]: x["values"][0][0] for x in got["results"][0]["series"]}
@@ -336,8 +390,9 @@ def test_user_password_auth_on_1x(tmp_path: Path) -> None:
     try:
         # With auth on and no user yet, 1.x lets the first admin be created anonymously.
         server.query("CREATE USER admin WITH PASSWORD 's3cret' WITH ALL PRIVILEGES", method="POST")
-        good = InfluxStorage(url=shim.url, bucket="secured", username="admin",
-                             password=SecretStr("s3cret"))
+        good = InfluxStorage(
+            url=shim.url, bucket="secured", username="admin", password=SecretStr("s3cret")
+        )
         assert "created" in init_influx(good)
         with closing(InfluxStore(good)) as s:
             s.write([power("pm-1", 0, 1.0)])
@@ -408,18 +463,27 @@ class FakeInflux2:
                 self.problems.append(f"bad bucket request {body}")
                 h.json(400, {"code": "invalid", "message": "orgID and name are required"})
                 return
-            bucket = {"id": f"b{len(self.buckets):015d}", "orgID": body["orgID"],
-                      "name": body["name"], "type": "user",
-                      "retentionRules": body.get("retentionRules", [])}
+            bucket = {
+                "id": f"b{len(self.buckets):015d}",
+                "orgID": body["orgID"],
+                "name": body["name"],
+                "type": "user",
+                "retentionRules": body.get("retentionRules", []),
+            }
             self.buckets.append(bucket)
             h.json(201, bucket)
         elif route == ("GET", "/api/v2/dbrps"):
             if not (q.get("orgID") or q.get("org")):
                 h.json(400, {"code": "invalid", "message": "either org or orgID must be provided"})
                 return
-            found = [d for d in self.dbrps
-                     if all(q.get(k) in (None, d[f]) for k, f in
-                            (("orgID", "orgID"), ("bucketID", "bucketID"), ("db", "database")))]
+            found = [
+                d
+                for d in self.dbrps
+                if all(
+                    q.get(k) in (None, d[f])
+                    for k, f in (("orgID", "orgID"), ("bucketID", "bucketID"), ("db", "database"))
+                )
+            ]
             h.json(200, {"content": found})
         elif route == ("POST", "/api/v2/dbrps"):
             need = ("bucketID", "database", "retention_policy")
@@ -427,10 +491,15 @@ class FakeInflux2:
                 self.problems.append(f"bad dbrp request {body}")
                 h.json(400, {"code": "invalid", "message": "missing field"})
                 return
-            dbrp = {"id": f"d{len(self.dbrps):015d}", "orgID": body.get("orgID"),
-                    "bucketID": body["bucketID"], "database": body["database"],
-                    "retention_policy": body["retention_policy"],
-                    "default": bool(body.get("default")), "virtual": False}
+            dbrp = {
+                "id": f"d{len(self.dbrps):015d}",
+                "orgID": body.get("orgID"),
+                "bucketID": body["bucketID"],
+                "database": body["database"],
+                "retention_policy": body["retention_policy"],
+                "default": bool(body.get("default")),
+                "virtual": False,
+            }
             self.dbrps.append(dbrp)
             h.json(201, dbrp)
         else:
@@ -452,23 +521,38 @@ def test_init_on_2x_creates_bucket_and_dbrp_once() -> None:
             init_influx(no_org)
 
     assert fake.problems == []
-    assert first == ("InfluxDB v2.7.11 at " + url + ": bucket 'facmon' created; "
-                     "InfluxQL mapping facmon/autogen created")
+    assert first == (
+        "InfluxDB v2.7.11 at " + url + ": bucket 'facmon' created; "
+        "InfluxQL mapping facmon/autogen created"
+    )
     assert second.endswith(
         ": bucket 'facmon' already exists; InfluxQL mapping facmon/autogen already exists"
     )
     assert [b["name"] for b in fake.buckets] == ["facmon"]
-    assert fake.dbrps == [{
-        "id": fake.dbrps[0]["id"], "orgID": FakeInflux2.ORG["id"],
-        "bucketID": fake.buckets[0]["id"], "database": "facmon",
-        "retention_policy": "autogen", "default": True, "virtual": False,
-    }]
+    assert fake.dbrps == [
+        {
+            "id": fake.dbrps[0]["id"],
+            "orgID": FakeInflux2.ORG["id"],
+            "bucketID": fake.buckets[0]["id"],
+            "database": "facmon",
+            "retention_policy": "autogen",
+            "default": True,
+            "virtual": False,
+        }
+    ]
 
 
 def test_init_on_2x_adds_missing_mapping_to_existing_bucket() -> None:
     fake = FakeInflux2()
-    fake.buckets.append({"id": "b000000000000042", "orgID": FakeInflux2.ORG["id"],
-                         "name": "facmon", "type": "user", "retentionRules": []})
+    fake.buckets.append(
+        {
+            "id": "b000000000000042",
+            "orgID": FakeInflux2.ORG["id"],
+            "name": "facmon",
+            "type": "user",
+            "retentionRules": [],
+        }
+    )
     with ScriptedServer(fake.handle) as url:
         settings = InfluxStorage(url=url, org="acme", token=SecretStr(fake.TOKEN))
         message = init_influx(settings)
@@ -560,4 +644,3 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(var, raising=False)
     yield
-

@@ -27,7 +27,12 @@ def test_plain_reading() -> None:
 
 def test_tags_sorted_with_device_and_unit_and_empty_values_left_out() -> None:
     r = Reading(
-        T0, "pm-1", "energy", 3.0, "kWh", Quality.UNCERTAIN,
+        T0,
+        "pm-1",
+        "energy",
+        3.0,
+        "kWh",
+        Quality.UNCERTAIN,
         tags={"site": "riverside", "building": "A", "tenant": "", "floor": "12F"},
     )
     assert line(r) == (
@@ -43,7 +48,11 @@ def test_no_unit_tag_when_unit_empty_and_bad_quality_is_a_field() -> None:
 
 def test_tricky_names_are_escaped() -> None:
     r = Reading(
-        T0, "dev 1,a=b", "water flow,total", 1.0, "m3/h",
+        T0,
+        "dev 1,a=b",
+        "water flow,total",
+        1.0,
+        "m3/h",
         tags={"楼 层": "B1,地下=一层", "tenant": "滨江 广场"},
     )
     assert line(r) == (
@@ -147,9 +156,15 @@ def _semantic(body: bytes) -> list[tuple[str, float, str]]:
 
 def test_batch_payload_means_the_same_as_reading_payload() -> None:
     rs = [
-        Reading(T0 + timedelta(seconds=i), f"dev {i % 3},x", "电 表" if i % 2 else "m=1", v,
-                "kWh" if i % 4 else "", Quality(i % 3),
-                tags={"楼": "一号楼", "tenant": "" if i % 5 else "A, B", "floor": f"{i % 2}F"})
+        Reading(
+            T0 + timedelta(seconds=i),
+            f"dev {i % 3},x",
+            "电 表" if i % 2 else "m=1",
+            v,
+            "kWh" if i % 4 else "",
+            Quality(i % 3),
+            tags={"楼": "一号楼", "tenant": "" if i % 5 else "A, B", "floor": f"{i % 2}F"},
+        )
         for i, v in enumerate([0.0, -0.0, 3.0, 0.1 + 0.2, 1e-7, 1e300, -2.5e-300, 5e-324, 42.5])
     ]
     enc = LineEncoder()
@@ -160,8 +175,9 @@ def test_batch_payload_means_the_same_as_reading_payload() -> None:
 
 def test_batch_payload_of_a_sliced_and_concatenated_batch() -> None:
     rs = [Reading(T0 + timedelta(seconds=i), f"d{i % 4}", "m", float(i)) for i in range(40)]
-    batch = ReadingBatch.concat([ReadingBatch.from_readings(rs[:25]),
-                                 ReadingBatch.from_readings(rs[25:])])[5:33]
+    batch = ReadingBatch.concat(
+        [ReadingBatch.from_readings(rs[:25]), ReadingBatch.from_readings(rs[25:])]
+    )[5:33]
     assert _semantic(LineEncoder().payload(batch)) == _semantic(LineEncoder().payload(rs[5:33]))
 
 

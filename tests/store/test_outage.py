@@ -30,8 +30,14 @@ TICK = 0.05
 def tick_readings(k: int) -> list[Reading]:
     """Tick ``k``: one reading per device and metric at T0 + k s, value encoding (k, slot)."""
     return [
-        Reading(T0 + timedelta(seconds=k), d, m, k * 100.0 + i * len(METRICS) + j, "u",
-                tags={"site": "outage-test"})
+        Reading(
+            T0 + timedelta(seconds=k),
+            d,
+            m,
+            k * 100.0 + i * len(METRICS) + j,
+            "u",
+            tags={"site": "outage-test"},
+        )
         for i, d in enumerate(DEVICES)
         for j, m in enumerate(METRICS)
     ]

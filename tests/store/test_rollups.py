@@ -17,10 +17,11 @@ import httpx
 import numpy as np
 import pytest
 
+from config.models import InfluxStorage
 from store.base import RejectedPointsError, Windows
 from store.columnar import ReadingBatch
 from store.counters import CounterArrays
-from store.influx import InfluxStore
+from store.influx import InfluxStore, init_influx
 from store.reading import Quality, Reading, to_us
 from store.rollups import (
     BUCKETS,
@@ -304,3 +305,51 @@ def test_every_writing_process_summarises_the_report_counters(
         assert bool(list((tmp_path / "counter-summaries").glob("*.part"))) == enabled
     finally:
         store.close()
+
+
+def test_history_from_before_the_summaries_is_summarised_by_the_command(
+    influxd: InfluxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from facmon.cli import main
+
+    rng = np.random.default_rng(8)
+    settings = InfluxStorage(url=influxd.shim_url, bucket="facmon_history")
+    init_influx(settings)
+    old = InfluxStore(settings)  # a facmon without summaries wrote three days
+    history = minute_counter("pm", 4, rng, step=2)
+    history[500] = rd(to_us(history[500].time), "pm", 0.0)  # a glitch: that day stays raw
+    old.write(history[: 3 * 720])
+    new = InfluxStore(settings, rollup_metrics=ROLLUP_METRICS)
+    new.write(history[3 * 720 :])
+    w = windows_of(timedelta(hours=1), 4)
+    want = old.counter_delta_arrays(METRIC, w)
+    before = new.counter_points(METRIC, DAY0, DAY0 + timedelta(days=4))["pm"]
+    assert before[2] is None  # drops anywhere: every sample, as before the command
+
+    site = {
+        "site": {"id": "h", "name": "H", "timezone": "Asia/Shanghai"},
+        "buildings": [{"id": "b1", "name": "B1", "floor_area_m2": 1000, "floors": 3}],
+        "data_dir": str(tmp_path),
+        "storage": {
+            "backend": "influxdb",
+            "influxdb": {"url": settings.url, "bucket": settings.bucket},
+        },
+        "reports": {"energy": {"metric": METRIC}},
+    }
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site), encoding="utf-8")
+    for _ in range(2):  # a second run rewrites the same summaries
+        assert main(["influx", "summarise", "--config", str(tmp_path / "site.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert f"{METRIC}: 3 UTC days summarised" in out
+    assert "volume: nothing stored before the summaries began" in out
+
+    assert_same(new.counter_delta_arrays(METRIC, w), want)
+    after = new.counter_points(METRIC, DAY0 + timedelta(days=1), DAY0 + timedelta(days=4))
+    assert after["pm"][2] is not None  # days without the glitch come from summaries now
+    assert len(after["pm"][0]) <= 2 * BUCKETS * 3
+    parts = old.query(f'SELECT count("s") FROM "{MEASUREMENT}" GROUP BY "part"')
+    assert len(parts) == 2  # the writer's and the history's, however often the command ran
+    for s in (old, new):
+        s.close()
