@@ -104,15 +104,9 @@ def open_store(config: SiteConfig) -> Store:
     """The configured store, as ``facmon.runtime.open_store`` opens it, without importing the
     API and the alert engine (seconds at every worker start on a small machine)."""
     if config.storage.backend == "influxdb":
-        from store.influx import InfluxStore
+        from store.influx import open_influx
 
-        assert config.storage.influxdb is not None  # guaranteed by the model validator
-        settings = config.storage.influxdb
-        return InfluxStore(
-            settings,
-            rollup_metrics=config.report_counters if settings.counter_summaries else (),
-            rollup_dir=config.rollup_dir,
-        )
+        return open_influx(config)
     from store.embedded import EmbeddedStore
 
     config.embedded_path.parent.mkdir(parents=True, exist_ok=True)

@@ -54,15 +54,9 @@ log = logging.getLogger("facmon")
 def open_store(config: SiteConfig) -> Store:
     """The store the config asks for; the embedded one needs no setup at all."""
     if config.storage.backend == "influxdb":
-        from store.influx import InfluxStore
+        from store.influx import open_influx
 
-        assert config.storage.influxdb is not None  # guaranteed by the model validator
-        settings = config.storage.influxdb
-        return InfluxStore(
-            settings,
-            rollup_metrics=config.report_counters if settings.counter_summaries else (),
-            rollup_dir=config.rollup_dir,
-        )
+        return open_influx(config)
     from store.embedded import EmbeddedStore
 
     path = config.embedded_path

@@ -43,7 +43,7 @@ from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 from influxdb_client.service.dbr_ps_service import DBRPsService as _DBRPsService
 
-from config.models import InfluxStorage
+from config.models import InfluxStorage, SiteConfig
 from store.base import (
     Aggregate,
     CounterPoints,
@@ -68,8 +68,9 @@ from store.rollups import (
     DaySummary,
     Key,
     RollupWriter,
+    after_bucket,
     decode,
-    encode,
+    line,
     merge,
     on_grid,
     reduce,
@@ -259,19 +260,11 @@ class InfluxStore(Store):
                 extra = list(markers.values()) + self._rollups.lines(pending)
                 body += ("\n" + "\n".join(extra)).encode()
         try:
-            self._write_api.write(
-                bucket=self.settings.bucket,
-                org=self.settings.org,
-                record=body,  # one pre-joined payload: the client would re-encode a list
-                write_precision=_US,
-            )
-        except ApiException as e:
-            err = _http_error(e.status or 0, e.reason or "", e.body, "write")
-            if isinstance(err, RejectedPointsError) and pending:
+            self._post(body)
+        except RejectedPointsError:
+            if pending:
                 self._restore_summaries(pending)
-            raise err from None
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise RetryableStoreError(f"InfluxDB write to {self.settings.url} failed: {e}") from e
+            raise
         if self._rollups is not None and pending:
             self._rollups.commit(pending)
             now = time.monotonic()
@@ -313,7 +306,7 @@ class InfluxStore(Store):
             if m in known:
                 cf = known[m]
             elif m in newest:
-                cf = newest[m] - newest[m] % GRID_US + GRID_US
+                cf = after_bucket(newest[m])
             else:
                 cf = 0
             lines[m] = self._marker(m, cf)
@@ -391,13 +384,13 @@ class InfluxStore(Store):
             newest = self._newest([metric])
             if metric not in newest:
                 return 0, None
-            until = newest[metric] - newest[metric] % GRID_US + GRID_US
+            until = after_bucket(newest[metric])
         first = self._oldest(metric)
         if first is None or first >= until:
             if metric not in known:
                 self._write_lines([self._marker(metric, until)])
             return 0, None
-        part = escape_tag(f"{_host()}-history", "rollup part")
+        part = f"{_host()}-history"
         days = list(range(first - first % DAY_US, until, DAY_US))
         for i, day in enumerate(days):
             lines: list[str] = []
@@ -405,10 +398,7 @@ class InfluxStore(Store):
             for device, (t, v) in arrays.items():
                 summary = DaySummary(day)
                 summary.add(t, v)
-                lines.append(
-                    f"{MEASUREMENT},device={escape_tag(device)},metric={escape_tag(metric)},"
-                    f'part={part} s="{encode(summary)}" {day}'
-                )
+                lines.append(line(metric, device, part, summary))
             for k in range(0, len(lines), 5000):
                 self._write_lines(lines[k : k + 5000])
             if progress is not None:
@@ -434,13 +424,16 @@ class InfluxStore(Store):
         )
 
     def _write_lines(self, lines: list[str]) -> None:
-        if not lines:
-            return
+        if lines:
+            self._post("\n".join(lines).encode())
+
+    def _post(self, body: bytes) -> None:
+        """One write request; errors mapped to retryable or rejected."""
         try:
             self._write_api.write(
                 bucket=self.settings.bucket,
                 org=self.settings.org,
-                record="\n".join(lines).encode(),
+                record=body,  # one pre-joined payload: the client would re-encode a list
                 write_precision=_US,
             )
         except ApiException as e:
@@ -752,6 +745,19 @@ class InfluxStore(Store):
         if self._part_lock is not None:
             self._part_lock.close()  # the part is free for the next process
             self._part_lock = None
+
+
+def open_influx(config: SiteConfig) -> InfluxStore:
+    """The site's InfluxDB store as every facmon process opens it: with the report counters'
+    summaries, and a writer part taken over from an earlier process on this machine."""
+    settings = config.storage.influxdb
+    if settings is None:
+        raise ValueError("storage.influxdb is not configured")
+    return InfluxStore(
+        settings,
+        rollup_metrics=config.report_counters if settings.counter_summaries else (),
+        rollup_dir=config.rollup_dir,
+    )
 
 
 def _rows_to_arrays(rows: list[list[Any]]) -> SeriesArrays | None:

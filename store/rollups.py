@@ -31,6 +31,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -97,11 +98,8 @@ class DaySummary:
             self.flags[b[1:][same & (v[1:] != v[:-1])]] |= OUT_OF_ORDER
             keep = np.concatenate(([True], ~same))
             t, v, b = t[keep], v[keep], b[keep]
-        cut = np.flatnonzero(b[1:] != b[:-1]) + 1
-        starts = np.concatenate(([0], cut))
-        stops = np.concatenate((cut, [len(b)]))
         drops = np.diff(v) < 0
-        for i, j in zip(starts.tolist(), stops.tolist(), strict=True):
+        for i, j in runs(b):
             k = int(b[i])
             first_t, first_v = int(t[i]), float(v[i])
             if self.n[k] == 0:
@@ -265,6 +263,26 @@ def reduce(days: Mapping[int, DaySummary], start_us: int, end_us: int) -> Reduce
     )
 
 
+def runs(keys: npt.NDArray[np.generic]) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of equal neighbours in ``keys`` (sorted by them)."""
+    cut = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    edges = [0, *cut.tolist(), len(keys)]
+    return [(a, b) for a, b in pairwise(edges) if b > a]
+
+
+def line(metric: str, device: str, part: str, s: DaySummary) -> str:
+    """The line-protocol point of one summary (precision: microseconds)."""
+    return (
+        f"{MEASUREMENT},device={escape_tag(device)},metric={escape_tag(metric)},"
+        f'part={escape_tag(part, "rollup part")} s="{encode(s)}" {s.day_us}'
+    )
+
+
+def after_bucket(t_us: int) -> int:
+    """The first grid edge after ``t_us``'s bucket: where summaries start after a sample."""
+    return t_us - t_us % GRID_US + GRID_US
+
+
 def on_grid(*times_us: int) -> bool:
     """Whether every time is a 15-minute UTC grid edge."""
     return all(t % GRID_US == 0 for t in times_us)
@@ -303,14 +321,10 @@ def counter_samples(
     keys, t, v = keys[ok], t[ok], v[ok]
     order = np.lexsort((t, keys))
     keys, t, v = keys[order], t[order], v[order]
-    cut = np.flatnonzero(keys[1:] != keys[:-1]) + 1
     out: dict[tuple[str, str], tuple[I64, F64]] = {}
-    for i, j in zip(
-        np.concatenate(([0], cut)).tolist(), np.concatenate((cut, [len(t)])).tolist(), strict=True
-    ):
-        if j > i:
-            m, d = str(keys[i]).split("\x00", 1)
-            out[(m, d)] = (t[i:j], v[i:j])
+    for i, j in runs(keys):
+        m, d = str(keys[i]).split("\x00", 1)
+        out[(m, d)] = (t[i:j], v[i:j])
     return out
 
 
@@ -349,12 +363,7 @@ class RollupWriter:
         per_key: dict[Key, tuple[I64, F64]] = {}
         for (metric, device), (t, v) in counter_samples(readings, self.metrics).items():
             day = t - t % DAY_US
-            cut = np.flatnonzero(day[1:] != day[:-1]) + 1
-            for i, j in zip(
-                np.concatenate(([0], cut)).tolist(),
-                np.concatenate((cut, [len(t)])).tolist(),
-                strict=True,
-            ):
+            for i, j in runs(day):
                 per_key[(metric, device, int(day[i]))] = (t[i:j], v[i:j])
         missing = {
             k for k in per_key if k not in self._days and (self._reused or k in self._evicted)
@@ -371,12 +380,7 @@ class RollupWriter:
         return pending
 
     def lines(self, pending: Mapping[Key, DaySummary]) -> list[str]:
-        part = escape_tag(self.part, "rollup part")
-        return [
-            f"{MEASUREMENT},device={escape_tag(d)},metric={escape_tag(m)},part={part} "
-            f's="{encode(s)}" {day}'
-            for (m, d, day), s in pending.items()
-        ]
+        return [line(m, d, self.part, s) for (m, d, _), s in pending.items()]
 
     def commit(self, pending: Mapping[Key, DaySummary]) -> None:
         for key, s in pending.items():

@@ -36,6 +36,8 @@ class _Read:
     end_us: int
     devices: frozenset[str] | None  # None: every device
     arrays: dict[str, SeriesArrays]
+    # ``counter_points`` reads: how many samples each point stands for, per device
+    weights: dict[str, npt.NDArray[np.int64] | None] | None = None
 
     def covers(self, start_us: int, end_us: int, devices: Sequence[str] | None) -> bool:
         if not (self.start_us <= start_us and end_us <= self.end_us):
@@ -50,8 +52,7 @@ class ReadCache(Store):
         self.store = store
         self.stats = store.stats
         self._reads: dict[str, list[_Read]] = {}
-        self._counter_reads: dict[str, list[_Read]] = {}  # ``counter_points``, weights apart
-        self._weights: dict[int, dict[str, npt.NDArray[np.int64] | None]] = {}
+        self._counter_reads: dict[str, list[_Read]] = {}  # ``counter_points``
 
     def cached(
         self, metric: str, start: datetime, end: datetime, devices: Sequence[str]
@@ -82,10 +83,10 @@ class ReadCache(Store):
             if read.covers(s, e, devices):
                 # Both spans are on the 15-minute grid, so a cut keeps whole buckets: the
                 # points of a summarised bucket stay together with their weights.
-                weights = self._weights[id(read)]
+                assert read.weights is not None
                 out: dict[str, CounterPoints] = {}
                 for d, (t, v) in _cut(read, s, e, devices).items():
-                    w = weights[d]
+                    w = read.weights[d]
                     if w is not None:
                         a, b = np.searchsorted(read.arrays[d][0], [s, e], "left").tolist()
                         w = w[a:b]
@@ -100,9 +101,9 @@ class ReadCache(Store):
             e,
             None if devices is None else frozenset(devices),
             {d: (t, v) for d, (t, v, _) in got.items()},
+            {d: w for d, (_, _, w) in got.items()},
         )
         self._counter_reads.setdefault(metric, []).append(read)
-        self._weights[id(read)] = {d: w for d, (_, _, w) in got.items()}
         return got
 
     def series_arrays(
@@ -163,7 +164,6 @@ class ReadCache(Store):
         """Drops what was read; the store itself belongs to whoever made it."""
         self._reads.clear()
         self._counter_reads.clear()
-        self._weights.clear()
 
 
 def _cut(
